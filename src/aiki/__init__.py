@@ -1,0 +1,57 @@
+"""Aiki for Python: durable workflows as plain trio code, on Redis.
+
+The public API is exactly ``__all__``; everything else lives in private modules.
+"""
+
+from ._client import Client, RunHandle, client
+from ._context import WorkflowContext
+from ._errors import (
+    AikiError,
+    ConfigurationError,
+    ConnectionFailed,
+    InvalidPayload,
+    RunNotFound,
+    ServerError,
+    TaskFailed,
+    UnknownWorkflow,
+    WaitTimeout,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
+from ._store import RunRecord
+from ._task import Task, TaskContext, task, task_context
+from ._worker import Worker, worker
+from ._workflow import Workflow, WorkflowRegistry, WorkflowVersion, workflow
+from .subscribers import RedisStreams
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AikiError",
+    "Client",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "InvalidPayload",
+    "RedisStreams",
+    "RunHandle",
+    "RunNotFound",
+    "RunRecord",
+    "ServerError",
+    "Task",
+    "TaskContext",
+    "TaskFailed",
+    "UnknownWorkflow",
+    "WaitTimeout",
+    "Worker",
+    "Workflow",
+    "WorkflowCancelled",
+    "WorkflowContext",
+    "WorkflowFailed",
+    "WorkflowRegistry",
+    "WorkflowVersion",
+    "client",
+    "task",
+    "task_context",
+    "worker",
+    "workflow",
+]

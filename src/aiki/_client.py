@@ -1,0 +1,320 @@
+"""The client: start runs and learn how they ended.
+
+A client given a ``redis_url`` talks to Redis directly (the hot path: one Lua script to
+start a run; completions through one shared notification listener). A client given only
+``base_url`` does the same over the server's HTTP API, with the same semantics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import httpx
+import trio
+
+from . import _serde
+from ._errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    RunNotFound,
+    ServerError,
+    UnknownWorkflow,
+    WaitTimeout,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
+from ._notify import RunEndedListener
+from ._redis import Redis, connect
+from ._store import Keys, RunRecord, Store
+from ._store._store import new_run_id
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
+
+
+class _Backend(Protocol):
+    async def start(
+        self, workflow: str, version: str, payload_json: str, reference_id: str | None
+    ) -> str: ...
+
+    async def get(self, run_id: str, with_tasks: bool = False) -> RunRecord | None: ...
+
+    async def wait(self, run_id: str, timeout: float | None) -> dict[str, Any]: ...
+
+
+class _RedisBackend:
+    def __init__(self, store: Store, listener: RunEndedListener) -> None:
+        self.store = store
+        self.listener = listener
+
+    async def start(
+        self, workflow: str, version: str, payload_json: str, reference_id: str | None
+    ) -> str:
+        run_id = new_run_id()
+        # Watch before the run exists, so its end cannot be missed however fast it is.
+        self.listener.watch(run_id)
+        try:
+            return await self.store.start_run(
+                workflow, version, payload_json, run_id=run_id, reference_id=reference_id
+            )
+        except BaseException:
+            self.listener.forget(run_id)
+            raise
+
+    async def get(self, run_id: str, with_tasks: bool = False) -> RunRecord | None:
+        return await self.store.get_run(run_id, with_tasks=with_tasks)
+
+    async def wait(self, run_id: str, timeout: float | None) -> dict[str, Any]:
+        w, existed = self.listener.watch(run_id)
+        w.waiters += 1
+        try:
+            if not existed:
+                run = await self.store.get_run(run_id)
+                if run is None:
+                    raise RunNotFound(run_id)
+                if run.ended:
+                    w.deliver(
+                        {
+                            "id": run_id,
+                            "status": run.status,
+                            "result": run.result,
+                            "error": run.error,
+                        }
+                    )
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await w.event.wait()
+            if w.outcome is None:
+                run = await self.store.get_run(run_id)
+                raise WaitTimeout(run_id, timeout or 0.0, run.status if run else None)
+            return w.outcome
+        finally:
+            w.waiters -= 1
+            if w.waiters == 0 and w.outcome is not None:
+                self.listener.forget(run_id)
+
+
+class _HttpBackend:
+    """The same operations over the server's HTTP API (long-polling for waits)."""
+
+    LONG_POLL = 25.0
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self.http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"Aiki server at {self.http.base_url}: {exc!r}") from None
+
+    @staticmethod
+    def _body(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            return {"error": {"message": response.text[:500]}}
+
+    async def start(
+        self, workflow: str, version: str, payload_json: str, reference_id: str | None
+    ) -> str:
+        # The payload is already JSON: splice it in rather than decode and re-encode.
+        body = (
+            f'{{"workflow":{_serde.dumps(workflow)},"version":{_serde.dumps(version)},'
+            f'"payload":{payload_json},"reference_id":{_serde.dumps(reference_id)}}}'
+        )
+        response = await self._request(
+            "POST",
+            "/api/v1/runs",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        data = self._body(response)
+        if response.status_code == 404 and data.get("error", {}).get("type") == "unknown_workflow":
+            raise UnknownWorkflow(workflow, version)
+        if response.status_code >= 400:
+            raise ServerError(response.status_code, data)
+        return str(data["id"])
+
+    async def get(self, run_id: str, with_tasks: bool = False) -> RunRecord | None:
+        response = await self._request("GET", f"/api/v1/runs/{run_id}")
+        if response.status_code == 404:
+            return None
+        data = self._body(response)
+        if response.status_code >= 400:
+            raise ServerError(response.status_code, data)
+        return _record_from_json(data)
+
+    async def wait(self, run_id: str, timeout: float | None) -> dict[str, Any]:
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        while True:
+            left = deadline - trio.current_time()
+            poll = min(self.LONG_POLL, max(0.0, left))
+            response = await self._request(
+                "GET",
+                f"/api/v1/runs/{run_id}/wait",
+                params={"timeout": f"{poll:.3f}"},
+                timeout=poll + 10.0,
+            )
+            data = self._body(response)
+            if response.status_code == 404:
+                raise RunNotFound(run_id)
+            if response.status_code >= 400:
+                raise ServerError(response.status_code, data)
+            if data.get("status") in ("completed", "failed", "cancelled"):
+                return {k: data.get(k) for k in ("id", "status", "result", "error")}
+            if trio.current_time() >= deadline:
+                raise WaitTimeout(run_id, timeout or 0.0, data.get("status"))
+
+
+def _record_from_json(data: dict[str, Any]) -> RunRecord:
+    fields = {k: v for k, v in data.items() if k in RunRecord.__dataclass_fields__}
+    if "tasks" in data and isinstance(data["tasks"], list):
+        fields["tasks"] = {t["address"]: t for t in data["tasks"]}
+    return RunRecord(**fields)
+
+
+class RunHandle:
+    """A started run: its ``id``, and ways to follow it."""
+
+    def __init__(self, client: Client, run_id: str, workflow: str, version: str) -> None:
+        self.client = client
+        self.id = run_id
+        self.workflow = workflow
+        self.version = version
+
+    async def status(self) -> str:
+        """The run's current status (``queued``, ``running``, ``completed``, ...)."""
+        return (await self.describe()).status
+
+    async def describe(self, *, with_tasks: bool = False) -> RunRecord:
+        """The whole stored run, optionally with its task records."""
+        run = await self.client._backend.get(self.id, with_tasks)
+        if run is None:
+            raise RunNotFound(self.id)
+        return run
+
+    async def wait_for_completion(self, timeout: float | None = None) -> Any:
+        """Wait until the run ends and return its result.
+
+        Raises WorkflowFailed (with the recorded type, message and traceback),
+        WorkflowCancelled, or WaitTimeout when ``timeout`` seconds pass first.
+        """
+        outcome = await self.client._backend.wait(self.id, timeout)
+        status = outcome.get("status")
+        if status == "completed":
+            return outcome.get("result")
+        if status == "failed":
+            raise WorkflowFailed(self.id, outcome.get("error") or {})
+        if status == "cancelled":
+            reason = (outcome.get("error") or {}).get("message")
+            raise WorkflowCancelled(self.id, reason)
+        raise RunNotFound(self.id)
+
+    def __repr__(self) -> str:
+        return f"<aiki.RunHandle {self.workflow}@{self.version} {self.id}>"
+
+
+class Client:
+    """A connection to Aiki. Make one with ``async with aiki.client(...) as client``."""
+
+    def __init__(
+        self,
+        backend: _Backend,
+        *,
+        redis: Redis | None,
+        store: Store | None,
+        redis_url: str | None,
+        base_url: str | None,
+        max_payload_bytes: int,
+    ) -> None:
+        self._backend = backend
+        self._redis = redis
+        self._store = store
+        self.redis_url = redis_url
+        self.base_url = base_url
+        self.max_payload_bytes = max_payload_bytes
+
+    @property
+    def uses_redis(self) -> bool:
+        return self._store is not None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ConfigurationError("this needs a client opened with redis_url=")
+        return self._store
+
+    async def _start_run(
+        self, workflow: str, version: str, payload: Any, reference_id: str | None
+    ) -> RunHandle:
+        payload_json = _serde.dumps(payload, what="payload")
+        if len(payload_json) > self.max_payload_bytes:
+            from ._errors import InvalidPayload
+
+            raise InvalidPayload(
+                f"payload is {len(payload_json)} bytes; the limit is {self.max_payload_bytes}"
+            )
+        run_id = await self._backend.start(workflow, version, payload_json, reference_id)
+        return RunHandle(self, run_id, workflow, version)
+
+    def get_handle(self, run_id: str, workflow: str = "", version: str = "") -> RunHandle:
+        """A handle for a run started elsewhere (by id)."""
+        return RunHandle(self, run_id, workflow, version)
+
+    async def get_run(self, run_id: str, *, with_tasks: bool = False) -> RunRecord:
+        run = await self._backend.get(run_id, with_tasks)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+
+@contextlib.asynccontextmanager
+async def client(
+    *,
+    base_url: str | None = None,
+    redis_url: str | None = None,
+    prefix: str = "aiki",
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    http_timeout: float = 30.0,
+) -> AsyncIterator[Client]:
+    """Open a client. With ``redis_url`` it talks to Redis directly (fast path, needed
+    by workers); with only ``base_url`` it goes through the server's HTTP API."""
+    if not base_url and not redis_url:
+        raise ConfigurationError("aiki.client() needs redis_url= or base_url=")
+    if base_url and not base_url.startswith(("http://", "https://")):
+        base_url = "http://" + base_url
+    async with contextlib.AsyncExitStack() as stack:
+        http: httpx.AsyncClient | None = None
+        if base_url:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=base_url, timeout=http_timeout)
+            )
+        if redis_url:
+            redis = await connect(redis_url, name="aiki-client")
+            stack.push_async_callback(redis.aclose)
+            store = Store(redis, Keys(prefix))
+            listener = RunEndedListener(redis_url, store)
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            await nursery.start(listener.serve)
+            backend: _Backend = _RedisBackend(store, listener)
+            yield Client(
+                backend,
+                redis=redis,
+                store=store,
+                redis_url=redis_url,
+                base_url=base_url,
+                max_payload_bytes=max_payload_bytes,
+            )
+        else:
+            assert http is not None
+            yield Client(
+                _HttpBackend(http),
+                redis=None,
+                store=None,
+                redis_url=None,
+                base_url=base_url,
+                max_payload_bytes=max_payload_bytes,
+            )

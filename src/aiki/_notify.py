@@ -1,0 +1,180 @@
+"""One listener per process for "run ended" notifications, shared by every wait.
+
+Waiting must not cost a connection per waiter: 200 concurrent ``wait_for_completion``
+calls share ONE subscribed connection. Pub/sub is fire-and-forget (a message published
+while the connection is down is gone), so pending waits are re-checked against the
+stored status: periodically for waits that have lasted a while, and at once after the
+listener reconnects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import OrderedDict
+from typing import Any
+
+import trio
+
+from ._errors import ConnectionFailed
+from ._redis import Redis, connect
+from ._store import Store
+
+log = logging.getLogger("aiki.notify")
+
+
+class _Watch:
+    __slots__ = ("event", "outcome", "waiters", "since")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.outcome: dict[str, Any] | None = None
+        self.waiters = 0
+        self.since = trio.current_time()
+
+    def deliver(self, outcome: dict[str, Any]) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+            self.event.set()
+
+
+class RunEndedListener:
+    """Delivers run-ended notifications to the waits registered with :meth:`watch`."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        store: Store,
+        *,
+        recheck_interval: float = 1.0,
+        max_unwaited: int = 10_000,
+        name: str = "aiki-notify",
+    ) -> None:
+        self._url = redis_url
+        self._store = store
+        self._recheck_interval = recheck_interval
+        self._max_unwaited = max_unwaited
+        self._name = name
+        self._watches: OrderedDict[str, _Watch] = OrderedDict()
+        self._redis: Redis | None = None
+        self._wake_recheck = trio.Event()
+        self.messages_received = 0
+
+    # -- for waiters ----------------------------------------------------------------
+
+    def watch(self, run_id: str) -> tuple[_Watch, bool]:
+        """The watch for ``run_id``, and whether it already existed.
+
+        A watch created before the run could end (at start) cannot miss its
+        notification, so its waiter needs no initial status read.
+        """
+        existing = self._watches.get(run_id)
+        if existing is not None:
+            return existing, True
+        w = self._watches[run_id] = _Watch()
+        self._trim()
+        return w, False
+
+    def forget(self, run_id: str) -> None:
+        w = self._watches.get(run_id)
+        if w is not None and w.waiters == 0:
+            del self._watches[run_id]
+
+    def _trim(self) -> None:
+        # Watches made at start for runs nobody waits for are dropped oldest first; a
+        # later wait on such a run simply reads its status once.
+        if len(self._watches) <= self._max_unwaited:
+            return
+        for run_id in list(self._watches):
+            if len(self._watches) <= self._max_unwaited:
+                break
+            if self._watches[run_id].waiters == 0:
+                del self._watches[run_id]
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for w in self._watches.values() if w.outcome is None)
+
+    # -- the listener ---------------------------------------------------------------
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the listener until cancelled; ``task_status.started()`` once subscribed."""
+        self._redis = await connect(self._url, name=self._name, request_timeout=5.0)
+        try:
+            await self._redis.subscribe(self._store.keys.run_ended_channel)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._recheck_loop)
+                task_status.started()
+                await self._receive_loop()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._redis.aclose()
+
+    async def _receive_loop(self) -> None:
+        assert self._redis is not None
+        failures = 0
+        while True:
+            try:
+                _channel, data = await self._redis.next_message()
+            except ConnectionFailed as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("notification listener lost Redis (%s); retrying", exc)
+                await trio.sleep(min(5.0, 0.05 * 2**failures) * random.uniform(0.8, 1.2))
+                continue
+            if failures:
+                log.warning("notification listener reconnected; re-checking pending waits")
+                failures = 0
+                self._wake_recheck.set()
+            self.messages_received += 1
+            try:
+                outcome = json.loads(data)
+                w = self._watches.get(outcome["id"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring malformed run-ended notification: %r", data[:200])
+                continue
+            if w is not None:
+                w.deliver(outcome)
+
+    async def _recheck_loop(self) -> None:
+        """Re-read the status of waits that have gone on a while (pub/sub can drop)."""
+        outage = False
+        while True:
+            with trio.move_on_after(self._recheck_interval):
+                await self._wake_recheck.wait()
+            self._wake_recheck = trio.Event()
+            now = trio.current_time()
+            due = [
+                run_id
+                for run_id, w in self._watches.items()
+                if w.outcome is None and w.waiters > 0 and now - w.since >= self._recheck_interval
+            ]
+            if not due:
+                continue
+            try:
+                for i in range(0, len(due), 500):
+                    chunk = due[i : i + 500]
+                    runs = await self._store.get_statuses(chunk)
+                    for run_id, run in runs.items():
+                        w = self._watches.get(run_id)
+                        if w is None:
+                            continue
+                        if run is None:
+                            w.deliver({"id": run_id, "status": "missing"})
+                        elif run.ended:
+                            w.deliver(
+                                {
+                                    "id": run_id,
+                                    "status": run.status,
+                                    "result": run.result,
+                                    "error": run.error,
+                                }
+                            )
+                if outage:
+                    log.warning("notification re-check reached Redis again")
+                    outage = False
+            except ConnectionFailed as exc:
+                if not outage:
+                    log.warning("notification re-check cannot reach Redis (%s); retrying", exc)
+                    outage = True

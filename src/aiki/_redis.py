@@ -1,0 +1,259 @@
+"""The one module that talks to Redis. Nothing else in Aiki imports a Redis library.
+
+The interface is deliberately small — run a Lua script, run one command, run a batch,
+the handful of stream commands the subscriber needs, and pub/sub — so that a second
+implementation (redis-py through trio-asyncio) can sit behind it.
+
+The implementation is Valkey GLIDE's async client, which runs natively on trio through
+anyio and measured cheapest per call from trio on this machine (see docs/architecture.md).
+Its traps, handled here:
+
+* GLIDE multiplexes ONE connection per node: a blocking ``XREADGROUP ... BLOCK`` would
+  stall every command queued behind it. Blocking reads therefore use a dedicated
+  connection (``open_redis(..., blocking=True)``), never the shared one.
+* Its default request timeout is 250 ms; we set it deliberately (and, for blocking
+  connections, above the block time).
+* It logs to the console by default; we turn that off once per process.
+* A cancelled blocking call leaves the server-side BLOCK running on that connection, so a
+  blocking connection is closed, not reused, after a cancellation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from ._errors import ConfigurationError, ConnectionFailed
+
+log = logging.getLogger("aiki.redis")
+
+Arg = str | bytes | int | float
+
+
+class ScriptRefused(Exception):
+    """A Lua transition refused to write (stale revision, wrong status, missing run).
+
+    ``code`` is the first word of the script's error reply (``STALE``, ``MISSING``, ...).
+    Internal: the store turns it into behaviour or public errors.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where Redis is, parsed from a ``redis://`` or ``rediss://`` URL."""
+
+    host: str
+    port: int
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisAddress:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ConfigurationError(
+                f"redis_url must start with redis:// or rediss://, got {url!r}"
+            )
+        db = 0
+        path = parsed.path.lstrip("/")
+        if path:
+            try:
+                db = int(path)
+            except ValueError:
+                raise ConfigurationError(
+                    f"redis_url database must be a number, got {path!r}"
+                ) from None
+        try:
+            port = parsed.port or 6379
+        except ValueError:
+            raise ConfigurationError(f"redis_url has an invalid port: {url!r}") from None
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=port,
+            db=db,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            tls=parsed.scheme == "rediss",
+        )
+
+
+class Lua:
+    """A Lua script, loaded once per process and called by its SHA (EVALSHA)."""
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self._glide_script: Any = None
+
+    def _glide(self) -> Any:
+        if self._glide_script is None:
+            from glide import Script
+
+            self._glide_script = Script(self.source)
+        return self._glide_script
+
+
+_logging_configured = False
+
+
+def _configure_glide_logging() -> None:
+    global _logging_configured
+    if _logging_configured:
+        return
+    from glide import Logger, LogLevel
+
+    level = os.environ.get("AIKI_GLIDE_LOG", "OFF").upper()
+    Logger.set_logger_config(getattr(LogLevel, level, LogLevel.OFF))
+    _logging_configured = True
+
+
+def _map_error(exc: BaseException) -> BaseException:
+    """Turn a GLIDE error into ScriptRefused (script refusals) or ConnectionFailed."""
+    from glide import ClosingError, RequestError
+    from glide import ConnectionError as GlideConnectionError
+    from glide import TimeoutError as GlideTimeoutError
+
+    if isinstance(exc, RequestError) and not isinstance(
+        exc, GlideConnectionError | GlideTimeoutError
+    ):
+        text = str(exc)
+        code, _, detail = text.partition(":")
+        code = code.strip()
+        if code.isupper() and code.isalpha():
+            return ScriptRefused(code, detail.strip())
+        return exc
+    if isinstance(exc, GlideConnectionError | ClosingError | GlideTimeoutError):
+        return ConnectionFailed(f"Redis: {exc}")
+    return exc
+
+
+class Redis:
+    """One connection to Redis (GLIDE multiplexes every concurrent call over it)."""
+
+    def __init__(self, client: Any, address: RedisAddress, *, blocking: bool) -> None:
+        self._client = client
+        self.address = address
+        self.blocking = blocking
+
+    async def command(self, *args: Arg) -> Any:
+        """Run one Redis command and return its reply."""
+        try:
+            return await self._client.custom_command(list(args))
+        except Exception as exc:
+            raise _map_error(exc) from exc
+
+    async def script(self, lua: Lua, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """Run a Lua script atomically (EVALSHA, loading it on first use)."""
+        try:
+            return await self._client.invoke_script(
+                lua._glide(), keys=list(keys), args=[str(a) for a in args]
+            )
+        except Exception as exc:
+            raise _map_error(exc) from exc
+
+    async def batch(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Run several commands in one round trip (a pipeline, not a transaction).
+
+        A command that fails has its exception object in its reply slot."""
+        from glide import Batch
+
+        if not commands:
+            return []
+        batch = Batch(is_atomic=False)
+        for cmd in commands:
+            batch.custom_command(list(cmd))
+        try:
+            replies = await self._client.exec(batch, raise_on_error=False)
+        except Exception as exc:
+            raise _map_error(exc) from exc
+        return [_map_error(r) if isinstance(r, Exception) else r for r in replies or []]
+
+    async def subscribe(self, *channels: str) -> None:
+        """Subscribe this connection to ``channels`` (use a connection of its own)."""
+        try:
+            await self._client.subscribe(set(channels), timeout_ms=5000)
+        except Exception as exc:
+            raise _map_error(exc) from exc
+
+    async def next_message(self) -> tuple[str, bytes]:
+        """Wait for the next pub/sub message on a subscribed connection: (channel, data)."""
+        try:
+            msg = await self._client.get_pubsub_message()
+        except Exception as exc:
+            raise _map_error(exc) from exc
+        channel = msg.channel.decode() if isinstance(msg.channel, bytes) else msg.channel
+        data = msg.message if isinstance(msg.message, bytes) else str(msg.message).encode()
+        return channel, data
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.close()
+
+
+async def connect(
+    url: str,
+    *,
+    name: str = "aiki",
+    blocking: bool = False,
+    request_timeout: float = 5.0,
+) -> Redis:
+    """Open one connection to the Redis at ``url``.
+
+    ``blocking=True`` marks a connection reserved for blocking reads; its
+    ``request_timeout`` must exceed the longest BLOCK issued on it.
+    """
+    from glide import (
+        BackoffStrategy,
+        GlideClient,
+        GlideClientConfiguration,
+        NodeAddress,
+        ServerCredentials,
+    )
+
+    _configure_glide_logging()
+    address = RedisAddress.from_url(url)
+    credentials = (
+        ServerCredentials(password=address.password, username=address.username)
+        if address.password
+        else None
+    )
+    config = GlideClientConfiguration(
+        [NodeAddress(address.host, address.port)],
+        use_tls=address.tls,
+        credentials=credentials,
+        database_id=address.db,
+        client_name=name,
+        request_timeout=int(request_timeout * 1000),
+        reconnect_strategy=BackoffStrategy(
+            num_of_retries=8, factor=50, exponent_base=2, jitter_percent=20
+        ),
+    )
+    try:
+        client = await GlideClient.create(config)
+    except Exception as exc:
+        raise ConnectionFailed(
+            f"cannot connect to Redis at {address.host}:{address.port}: {exc}"
+        ) from None
+    return Redis(client, address, blocking=blocking)
+
+
+@contextlib.asynccontextmanager
+async def open_redis(url: str, **kwargs: Any) -> AsyncIterator[Redis]:
+    """``async with open_redis(url) as redis:`` — connect, and always close."""
+    redis = await connect(url, **kwargs)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()

@@ -1,0 +1,81 @@
+"""The whole Redis key schema, in one place (as arq's constants.py, without KEYS scans).
+
+=============================================  ======  =========================================
+key                                            type    what
+=============================================  ======  =========================================
+``{p}:run:{<run id>}``                         hash    the run: id, workflow, version, status,
+                                                       payload, result, error, revision,
+                                                       attempts, worker, message, reference_id,
+                                                       created_at/started_at/updated_at/ended_at
+``{p}:run:{<run id>}:tasks``                   hash    task address -> task record (JSON)
+``{p}:stream:{<workflow>}:<version>``          stream  one message per execution needed;
+                                                       field ``run`` = run id; consumer group
+                                                       ``aiki-workers``
+``{p}:runs``                                   zset    every run id, scored by creation (ms)
+``{p}:workflows``                              hash    ``<name>\\x1f<version>`` -> JSON
+                                                       registration (what HTTP starts may name)
+``{p}:dead-letters``                           stream  messages no worker could use, and why
+``{p}:run-ended``                              pubsub  one JSON message per run that ends
+=============================================  ======  =========================================
+
+A run's keys share the hash tag ``{<run id>}`` so a run's transitions touch one slot.
+``{p}`` is the prefix (default ``aiki``), so several deployments can share one Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "aiki-workers"
+"""The consumer group every worker joins on every stream."""
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+RUN_STATUSES = (
+    "scheduled",
+    "queued",
+    "running",
+    "sleeping",
+    "awaiting_event",
+    "awaiting_retry",
+    "awaiting_child_workflow",
+    "paused",
+    "completed",
+    "failed",
+    "cancelled",
+)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str = "aiki"
+
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{{{run_id}}}"
+
+    def tasks(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{{{run_id}}}:tasks"
+
+    def stream(self, workflow: str, version: str) -> str:
+        return f"{self.prefix}:stream:{{{workflow}}}:{version}"
+
+    @property
+    def runs_index(self) -> str:
+        return f"{self.prefix}:runs"
+
+    @property
+    def workflows(self) -> str:
+        return f"{self.prefix}:workflows"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}:dead-letters"
+
+    @property
+    def run_ended_channel(self) -> str:
+        return f"{self.prefix}:run-ended"
+
+    @staticmethod
+    def workflow_field(workflow: str, version: str) -> str:
+        return f"{workflow}\x1f{version}"

@@ -1,0 +1,370 @@
+"""Typed operations over the key schema: what the client, worker and server call.
+
+Every method that changes a run is one Lua transition (see ``_scripts``); reads are
+single commands or one batch. Nothing here holds state besides the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _serde
+from .._redis import Redis, ScriptRefused
+from . import _scripts
+from ._keys import GROUP, TERMINAL_STATUSES, Keys
+
+
+def new_run_id() -> str:
+    """A fresh run id: 32 hex digits, safe in keys, channels and JSON."""
+    return uuid.uuid4().hex
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: list[Any] | dict[Any, Any] | None) -> dict[str, Any]:
+    if not flat:
+        return {}
+    if isinstance(flat, dict):
+        return {_text(k): _text(v) for k, v in flat.items()}
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _ms(value: Any) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as stored: what ``handle.status()``, the API and the dashboard show."""
+
+    id: str
+    workflow: str
+    version: str
+    status: str
+    payload: Any = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    revision: int = 0
+    attempts: int = 0
+    worker: str | None = None
+    reference_id: str | None = None
+    created_at: int | None = None
+    started_at: int | None = None
+    updated_at: int | None = None
+    ended_at: int | None = None
+    tasks: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_hash(cls, data: dict[str, Any], tasks: dict[str, Any] | None = None) -> RunRecord:
+        return cls(
+            id=data["id"],
+            workflow=data["workflow"],
+            version=data["version"],
+            status=data["status"],
+            payload=_serde.loads(data.get("payload")),
+            result=_serde.loads(data.get("result")),
+            error=_serde.loads(data.get("error")),
+            revision=int(data.get("revision") or 0),
+            attempts=int(data.get("attempts") or 0),
+            worker=data.get("worker"),
+            reference_id=data.get("reference_id"),
+            created_at=_ms(data.get("created_at")),
+            started_at=_ms(data.get("started_at")),
+            updated_at=_ms(data.get("updated_at")),
+            ended_at=_ms(data.get("ended_at")),
+            tasks=None
+            if tasks is None
+            else {address: json.loads(rec) for address, rec in tasks.items()},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as the HTTP API returns it."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "status": self.status,
+            "payload": self.payload,
+            "result": self.result,
+            "error": self.error,
+            "revision": self.revision,
+            "attempts": self.attempts,
+            "worker": self.worker,
+            "reference_id": self.reference_id,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "ended_at": self.ended_at,
+        }
+        if self.tasks is not None:
+            out["tasks"] = [
+                {"address": address, **record}
+                for address, record in sorted(
+                    self.tasks.items(), key=lambda item: item[1].get("started_at") or 0
+                )
+            ]
+        return out
+
+
+@dataclass
+class TakenRun:
+    """A run taken for execution: the revision that fences our writes, and its memo."""
+
+    id: str
+    revision: int
+    workflow: str
+    version: str
+    payload: Any
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class TakeRefused(Exception):
+    """The message's run cannot be executed: ``reason`` is missing, ended, not-runnable."""
+
+    def __init__(self, reason: str, status: str | None = None) -> None:
+        self.reason = reason
+        self.status = status
+        super().__init__(reason if status is None else f"{reason} ({status})")
+
+
+class Store:
+    """Run transitions and reads over one Redis connection."""
+
+    def __init__(self, redis: Redis, keys: Keys | None = None) -> None:
+        self.redis = redis
+        self.keys = keys or Keys()
+
+    # -- starting -------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        workflow: str,
+        version: str,
+        payload_json: str,
+        *,
+        run_id: str | None = None,
+        reference_id: str | None = None,
+    ) -> str:
+        """Create a run and enqueue it, in one script. Returns the run id."""
+        run_id = run_id or new_run_id()
+        k = self.keys
+        await self.redis.script(
+            _scripts.START_RUN,
+            [k.run(run_id), k.stream(workflow, version), k.runs_index],
+            [run_id, workflow, version, payload_json, reference_id or ""],
+        )
+        return run_id
+
+    # -- executing ------------------------------------------------------------------
+
+    async def take_run(self, run_id: str, worker_id: str, message_id: str) -> TakenRun:
+        """Take a run for execution (fences out earlier executors). Raises TakeRefused."""
+        k = self.keys
+        reply = await self.redis.script(
+            _scripts.TAKE_RUN, [k.run(run_id), k.tasks(run_id)], [worker_id, message_id]
+        )
+        outcome = _text(reply[0])
+        if outcome != "ok":
+            raise TakeRefused(outcome, _text(reply[1]) if len(reply) > 1 else None)
+        tasks = {address: json.loads(rec) for address, rec in _pairs(reply[5]).items()}
+        return TakenRun(
+            id=run_id,
+            revision=int(reply[1]),
+            workflow=_text(reply[2]),
+            version=_text(reply[3]),
+            payload=_serde.loads(reply[4]),
+            tasks=tasks,
+        )
+
+    async def record_task(
+        self, run_id: str, revision: int, address: str, record: dict[str, Any]
+    ) -> None:
+        """Record a task's outcome, fenced by ``revision``. Raises ScriptRefused(STALE)."""
+        k = self.keys
+        await self.redis.script(
+            _scripts.RECORD_TASK,
+            [k.run(run_id), k.tasks(run_id)],
+            [revision, address, _serde.dumps(record, what="task result")],
+        )
+
+    async def finish_run(
+        self,
+        run: TakenRun,
+        message_id: str,
+        *,
+        result_json: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the run's outcome, ack its message and notify waiters, in one script."""
+        if error is not None:
+            status, name, value = "failed", "error", _serde.dumps(error, what="error")
+        else:
+            status, name, value = "completed", "result", result_json or "null"
+        k = self.keys
+        await self.redis.script(
+            _scripts.FINISH_RUN,
+            [k.run(run.id), k.stream(run.workflow, run.version)],
+            [
+                run.revision,
+                status,
+                name,
+                value,
+                message_id,
+                GROUP,
+                k.run_ended_channel,
+                run.id,
+            ],
+        )
+
+    async def requeue_run(self, run: TakenRun, message_id: str) -> None:
+        """Hand an unfinished run back to its stream at once (graceful worker stop)."""
+        k = self.keys
+        await self.redis.script(
+            _scripts.REQUEUE_RUN,
+            [k.run(run.id), k.stream(run.workflow, run.version)],
+            [run.revision, message_id, GROUP],
+        )
+
+    async def ack(self, stream: str, message_id: str) -> None:
+        """Drop a message that needs no execution (its run already ended)."""
+        await self.redis.batch([["XACK", stream, GROUP, message_id], ["XDEL", stream, message_id]])
+
+    async def dead_letter(self, stream: str, message_id: str, fields: Any, reason: str) -> None:
+        """Ack a message no worker can use, keeping it and the reason as a dead letter."""
+        await self.redis.batch(
+            [
+                [
+                    "XADD",
+                    self.keys.dead_letters,
+                    "MAXLEN",
+                    "~",
+                    "10000",
+                    "*",
+                    "stream",
+                    stream,
+                    "message",
+                    message_id,
+                    "fields",
+                    json.dumps(fields, default=repr),
+                    "reason",
+                    reason,
+                ],
+                ["XACK", stream, GROUP, message_id],
+                ["XDEL", stream, message_id],
+            ]
+        )
+
+    # -- workflows ------------------------------------------------------------------
+
+    async def register_workflows(self, versions: list[tuple[str, str]], worker_id: str) -> None:
+        """Create each version's stream group and record it as known (idempotent)."""
+        commands: list[list[Any]] = []
+        for workflow, version in versions:
+            commands.append(
+                ["XGROUP", "CREATE", self.keys.stream(workflow, version), GROUP, "0", "MKSTREAM"]
+            )
+            commands.append(
+                [
+                    "HSET",
+                    self.keys.workflows,
+                    Keys.workflow_field(workflow, version),
+                    json.dumps({"workflow": workflow, "version": version, "worker": worker_id}),
+                ]
+            )
+        for reply in await self.redis.batch(commands):
+            if isinstance(reply, ScriptRefused) and reply.code == "BUSYGROUP":
+                continue
+            if isinstance(reply, BaseException):
+                raise reply
+
+    async def workflow_known(self, workflow: str, version: str) -> bool:
+        reply = await self.redis.command(
+            "HEXISTS", self.keys.workflows, Keys.workflow_field(workflow, version)
+        )
+        return bool(reply)
+
+    async def list_workflows(self) -> list[dict[str, str]]:
+        reply = _pairs(await self.redis.command("HGETALL", self.keys.workflows))
+        return sorted(
+            (json.loads(v) for v in reply.values()), key=lambda w: (w["workflow"], w["version"])
+        )
+
+    # -- reading --------------------------------------------------------------------
+
+    async def get_run(self, run_id: str, *, with_tasks: bool = False) -> RunRecord | None:
+        k = self.keys
+        if with_tasks:
+            data, tasks = await self.redis.batch(
+                [["HGETALL", k.run(run_id)], ["HGETALL", k.tasks(run_id)]]
+            )
+            for reply in (data, tasks):
+                if isinstance(reply, BaseException):
+                    raise reply
+            run = _pairs(data)
+            return RunRecord.from_hash(run, _pairs(tasks)) if run else None
+        run = _pairs(await self.redis.command("HGETALL", k.run(run_id)))
+        return RunRecord.from_hash(run) if run else None
+
+    async def get_statuses(self, run_ids: list[str]) -> dict[str, RunRecord | None]:
+        """Many runs in one round trip (the notification listener's re-check)."""
+        replies = await self.redis.batch([["HGETALL", self.keys.run(r)] for r in run_ids])
+        out: dict[str, RunRecord | None] = {}
+        for run_id, reply in zip(run_ids, replies, strict=True):
+            if isinstance(reply, BaseException):
+                raise reply
+            data = _pairs(reply)
+            out[run_id] = RunRecord.from_hash(data) if data else None
+        return out
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[RunRecord]:
+        """Newest first. ``before`` is a creation-time cursor (ms, exclusive)."""
+        found: list[RunRecord] = []
+        upper: str = f"({before}" if before is not None else "+inf"
+        page = max(limit, 50)
+        while len(found) < limit:
+            ids = await self.redis.command(
+                "ZRANGE",
+                self.keys.runs_index,
+                upper,
+                "-inf",
+                "BYSCORE",
+                "REV",
+                "LIMIT",
+                "0",
+                str(page),
+                "WITHSCORES",
+            )
+            pairs = _pairs(ids) if ids else {}
+            if not pairs:
+                break
+            runs = await self.get_statuses(list(pairs))
+            for run in runs.values():
+                if run is None:
+                    continue
+                if status and run.status != status:
+                    continue
+                if workflow and run.workflow != workflow:
+                    continue
+                found.append(run)
+                if len(found) >= limit:
+                    break
+            if len(pairs) < page:
+                break
+            upper = f"({int(float(list(pairs.values())[-1]))}"
+        return found

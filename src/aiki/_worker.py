@@ -1,0 +1,360 @@
+"""The worker: executes workflow runs from Redis Streams in your own trio program.
+
+Everything it does is a task in one nursery under ``worker.start``: the read loop, the
+claim loop, the heartbeat loop and every execution. ``worker.stop()`` stops reading,
+lets executions finish within ``shutdown_grace`` seconds, cancels the rest and hands
+their runs straight back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+
+from . import _serde
+from ._client import Client
+from ._context import WorkflowContext
+from ._errors import ConfigurationError, ConnectionFailed
+from ._redis import ScriptRefused, connect
+from ._store import Store, TakenRun
+from ._store._store import TakeRefused
+from ._workflow import WorkflowRegistry
+from .subscribers import Message, RedisStreams, StreamReader
+
+log = logging.getLogger("aiki.worker")
+
+T = TypeVar("T")
+
+
+class _StaleExecution(BaseException):
+    """This execution lost its claim on the run: stop quietly, write nothing more.
+
+    A BaseException so that workflow code's ``except Exception`` cannot swallow it."""
+
+
+class Worker:
+    """Executes the workflow versions in ``workflow_registry``. See ``aiki.worker()``."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        id: str | None = None,
+        max_concurrent_workflow_runs: int = 10,
+        subscriber: RedisStreams | None = None,
+        shutdown_grace: float = 5.0,
+        transition_retry_for: float = 30.0,
+    ) -> None:
+        if max_concurrent_workflow_runs < 1:
+            raise ConfigurationError("max_concurrent_workflow_runs must be at least 1")
+        if shutdown_grace < 0:
+            raise ConfigurationError("shutdown_grace must be >= 0 seconds")
+        self.client = client
+        self.id = id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.max_concurrent_workflow_runs = max_concurrent_workflow_runs
+        self.subscriber = subscriber or RedisStreams()
+        self.shutdown_grace = shutdown_grace
+        self.transition_retry_for = transition_retry_for
+        self.workflow_registry = WorkflowRegistry()
+        self._in_flight: dict[str, tuple[Message, trio.CancelScope]] = {}
+        self._slot_freed = trio.Event()
+        self._stop_requested = trio.Event()
+        self._stopped = trio.Event()
+        self._running = False
+        self.executions_finished = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def free_slots(self) -> int:
+        return self.max_concurrent_workflow_runs - len(self._in_flight)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the worker until :meth:`stop`. With ``nursery.start(worker.start)`` it
+        returns once the worker is subscribed to its streams."""
+        if self._running:
+            raise ConfigurationError(f"worker {self.id!r} is already running")
+        if not self.client.uses_redis:
+            raise ConfigurationError("a worker needs a client opened with redis_url=")
+        if not len(self.workflow_registry):
+            raise ConfigurationError(
+                "the worker has no workflows: call worker.workflow_registry.add(...) first"
+            )
+        self._running = True
+        store = self.client.store
+        versions = [(wv.name, wv.version) for wv in self.workflow_registry]
+        await store.register_workflows(versions, self.id)
+        streams = [store.keys.stream(w, v) for w, v in versions]
+        sub = self.subscriber
+        blocking = await connect(
+            self.client.redis_url or "",
+            name=f"aiki-worker-read:{self.id}",
+            blocking=True,
+            request_timeout=sub.block_time + 5.0,
+        )
+        reader = StreamReader(store.redis, blocking, self.id, streams)
+        log.info("worker %s serving %s", self.id, ", ".join(f"{w}@{v}" for w, v in versions))
+        try:
+            async with trio.open_nursery() as executions:
+                async with trio.open_nursery() as loops:
+                    for message in await reader.read_own_pending(self.free_slots):
+                        self._spawn(executions, store, message)
+                    loops.start_soon(self._read_loop, reader, executions, store)
+                    loops.start_soon(self._claim_loop, reader, executions, store)
+                    loops.start_soon(self._heartbeat_loop, reader)
+                    task_status.started()
+                    await self._stop_requested.wait()
+                    loops.cancel_scope.cancel()
+                # Reading has stopped: give executions their grace, then cancel them.
+                with trio.move_on_after(self.shutdown_grace):
+                    while self._in_flight:
+                        await self._slot_freed.wait()
+                for _message, scope in list(self._in_flight.values()):
+                    scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await blocking.aclose()
+            self._running = False
+            self._stopped.set()
+            log.info("worker %s stopped", self.id)
+
+    async def stop(self) -> None:
+        """Stop gracefully and wait until the worker has stopped."""
+        self._stop_requested.set()
+        if self._running:
+            await self._stopped.wait()
+
+    # -- loops ----------------------------------------------------------------------
+
+    async def _wait_for_slot(self) -> None:
+        while self.free_slots <= 0:
+            await self._slot_freed.wait()
+
+    async def _read_loop(
+        self, reader: StreamReader, executions: trio.Nursery, store: Store
+    ) -> None:
+        failures = 0
+        while True:
+            await self._wait_for_slot()
+            try:
+                messages = await reader.read(self.free_slots, self.subscriber.block_time)
+            except ConnectionFailed as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("worker %s cannot read from Redis (%s); retrying", self.id, exc)
+                await trio.sleep(min(5.0, 0.05 * 2**failures) * random.uniform(0.8, 1.2))
+                continue
+            if failures:
+                log.warning("worker %s reads from Redis again", self.id)
+                failures = 0
+            for message in messages:
+                self._spawn(executions, store, message)
+
+    async def _claim_loop(
+        self, reader: StreamReader, executions: trio.Nursery, store: Store
+    ) -> None:
+        sub = self.subscriber
+        while True:
+            await trio.sleep(sub.effective_claim_interval * random.uniform(0.8, 1.2))
+            if self.free_slots <= 0:
+                continue
+            try:
+                claimed = await reader.autoclaim(self.free_slots, sub.claim_min_idle_time)
+            except ConnectionFailed:
+                continue  # the read loop reports outages
+            for message in claimed:
+                if message.id in self._in_flight:
+                    continue
+                log.info(
+                    "worker %s took over message %s (run %s)", self.id, message.id, message.run_id
+                )
+                self._spawn(executions, store, message)
+
+    async def _heartbeat_loop(self, reader: StreamReader) -> None:
+        while True:
+            await trio.sleep(self.subscriber.effective_heartbeat_interval)
+            by_stream: dict[str, list[str]] = {}
+            for message, _scope in self._in_flight.values():
+                by_stream.setdefault(message.stream, []).append(message.id)
+            if not by_stream:
+                continue
+            try:
+                kept = await reader.heartbeat(by_stream)
+            except ConnectionFailed:
+                continue
+            for message_id, (_message, scope) in list(self._in_flight.items()):
+                if message_id not in kept and any(message_id in ids for ids in by_stream.values()):
+                    # Another worker claimed it: we lost the run. Stop quietly.
+                    log.warning(
+                        "worker %s lost message %s to another worker; abandoning",
+                        self.id,
+                        message_id,
+                    )
+                    scope.cancel()
+
+    # -- executions -----------------------------------------------------------------
+
+    def _spawn(self, nursery: trio.Nursery, store: Store, message: Message) -> None:
+        scope = trio.CancelScope()
+        self._in_flight[message.id] = (message, scope)
+        nursery.start_soon(self._execute, store, message, scope)
+
+    def _release(self, message: Message) -> None:
+        self._in_flight.pop(message.id, None)
+        self._slot_freed.set()
+        self._slot_freed = trio.Event()
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry a transition through a Redis outage (capped backoff with jitter).
+
+        Safe because transitions are fenced: a repeat of one that did apply is refused
+        as stale, never applied twice."""
+        deadline = trio.current_time() + self.transition_retry_for
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except ConnectionFailed as exc:
+                if trio.current_time() + delay > deadline:
+                    raise
+                log.warning(
+                    "worker %s: %s failed (%s); retrying in %.2fs", self.id, what, exc, delay
+                )
+                await trio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 2.0)
+
+    async def _execute(self, store: Store, message: Message, scope: trio.CancelScope) -> None:
+        taken: TakenRun | None = None
+        finished = False
+        try:
+            with scope:
+                run_id = message.run_id
+                if not run_id:
+                    await store.dead_letter(
+                        message.stream, message.id, message.fields, "message has no 'run' field"
+                    )
+                    return
+                try:
+                    taken = await self._retrying(
+                        "take run", lambda: store.take_run(run_id, self.id, message.id)
+                    )
+                except TakeRefused as refused:
+                    if refused.reason == "missing":
+                        log.warning(
+                            "message %s names unknown run %s: dead-lettered", message.id, run_id
+                        )
+                        await store.dead_letter(
+                            message.stream,
+                            message.id,
+                            message.fields,
+                            f"run {run_id} does not exist",
+                        )
+                    else:
+                        await store.ack(message.stream, message.id)
+                    finished = True
+                    return
+                finished = await self._run_workflow(store, message, taken)
+        except ConnectionFailed as exc:
+            # The message stays pending; a claim will retry the run once Redis is back.
+            log.warning("worker %s gave up on run %s for now: %s", self.id, message.run_id, exc)
+            finished = True
+        finally:
+            if taken is not None and not finished:
+                # Cancelled (worker stopping) before an outcome: hand the run back now.
+                with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+                    try:
+                        await store.requeue_run(taken, message.id)
+                        log.info("worker %s requeued run %s", self.id, taken.id)
+                    except (ScriptRefused, ConnectionFailed) as exc:
+                        log.info("worker %s could not requeue run %s: %s", self.id, taken.id, exc)
+            self.executions_finished += 1
+            self._release(message)
+
+    async def _run_workflow(self, store: Store, message: Message, taken: TakenRun) -> bool:
+        """Run the workflow function; True when an outcome was recorded (or we lost
+        the run to another executor), False when cancelled before an outcome."""
+        version = self.workflow_registry.get(taken.workflow, taken.version)
+        if version is None:
+            await store.dead_letter(
+                message.stream,
+                message.id,
+                message.fields,
+                f"no worker code for {taken.workflow}@{taken.version}",
+            )
+            return True
+
+        async def record_task(address: str, record: dict[str, Any]) -> None:
+            try:
+                await self._retrying(
+                    "record task",
+                    lambda: store.record_task(taken.id, taken.revision, address, record),
+                )
+            except ScriptRefused as refused:
+                raise _StaleExecution(str(refused)) from None
+
+        ctx = WorkflowContext(
+            run_id=taken.id,
+            workflow=taken.workflow,
+            version=taken.version,
+            attempt=taken.revision,
+            memo=taken.tasks,
+            record_task=record_task,
+        )
+        try:
+            try:
+                result = await version.fn(ctx, taken.payload)
+                result_json = _serde.dumps(result, what="workflow result")
+            except _StaleExecution:
+                raise
+            except Exception as exc:
+                log.info("run %s (%s@%s) failed: %r", taken.id, taken.workflow, taken.version, exc)
+                error = _serde.error_record(exc)
+                await self._retrying(
+                    "record failure",
+                    lambda: store.finish_run(taken, message.id, error=error),
+                )
+            else:
+                await self._retrying(
+                    "record result",
+                    lambda: store.finish_run(taken, message.id, result_json=result_json),
+                )
+        except (_StaleExecution, ScriptRefused) as stale:
+            log.warning(
+                "worker %s lost run %s (%s); abandoning this execution quietly",
+                self.id,
+                taken.id,
+                stale,
+            )
+        return True
+
+
+def worker(
+    client: Client,
+    *,
+    id: str | None = None,
+    max_concurrent_workflow_runs: int = 10,
+    subscriber: RedisStreams | None = None,
+    shutdown_grace: float = 5.0,
+) -> Worker:
+    """Make a worker (nothing starts until ``await worker.start()``)."""
+    return Worker(
+        client,
+        id=id,
+        max_concurrent_workflow_runs=max_concurrent_workflow_runs,
+        subscriber=subscriber,
+        shutdown_grace=shutdown_grace,
+    )
+
+
+__all__ = ["Worker", "worker"]

@@ -1,0 +1,119 @@
+"""Workflows and their versions. A run always executes the version it was started with."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._client import Client, RunHandle
+    from ._context import WorkflowContext
+
+WorkflowFunction = Callable[["WorkflowContext", Any], Awaitable[Any]]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def _check_name(kind: str, value: object) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigurationError(
+            f"{kind} {value!r} is invalid: use 1-128 letters, digits, '.', '_' or '-'"
+        )
+    return value
+
+
+class WorkflowVersion:
+    """One version of a workflow: its run function. Made by ``@workflow.v("1.0.0")``."""
+
+    __slots__ = ("workflow", "version", "fn")
+
+    def __init__(self, workflow: Workflow, version: str, fn: WorkflowFunction) -> None:
+        self.workflow = workflow
+        self.version = version
+        self.fn = fn
+
+    @property
+    def name(self) -> str:
+        return self.workflow.name
+
+    async def start(
+        self, client: Client, payload: Any = None, *, reference_id: str | None = None
+    ) -> RunHandle:
+        """Start a run of this version with ``payload``; returns its handle at once."""
+        return await client._start_run(self.name, self.version, payload, reference_id)
+
+    def __repr__(self) -> str:
+        return f"<aiki.WorkflowVersion {self.name!r} {self.version!r}>"
+
+
+class Workflow:
+    """A named workflow, holding its versions (``aiki.workflow(name)``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = _check_name("workflow name", name)
+        self._versions: dict[str, WorkflowVersion] = {}
+
+    def v(self, version: str) -> Callable[[WorkflowFunction], WorkflowVersion]:
+        """Decorate ``async def run(ctx, payload)`` as version ``version`` of this workflow."""
+        _check_name("workflow version", version)
+
+        def decorate(fn: WorkflowFunction) -> WorkflowVersion:
+            if not inspect.iscoroutinefunction(fn):
+                raise ConfigurationError(
+                    f"workflow {self.name!r} version {version!r} must be an async function"
+                )
+            if version in self._versions:
+                raise ConfigurationError(
+                    f"workflow {self.name!r} already has a version {version!r}"
+                )
+            wv = WorkflowVersion(self, version, fn)
+            self._versions[version] = wv
+            return wv
+
+        return decorate
+
+    def get_version(self, version: str) -> WorkflowVersion | None:
+        return self._versions.get(version)
+
+    @property
+    def versions(self) -> tuple[WorkflowVersion, ...]:
+        return tuple(self._versions.values())
+
+    def __repr__(self) -> str:
+        return f"<aiki.Workflow {self.name!r} versions={list(self._versions)}>"
+
+
+def workflow(name: str) -> Workflow:
+    """Declare a workflow called ``name``; add versions with ``@wf.v("1.0.0")``."""
+    return Workflow(name)
+
+
+class WorkflowRegistry:
+    """The workflow versions a worker executes (``worker.workflow_registry``)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, str], WorkflowVersion] = {}
+
+    def add(self, item: Workflow | WorkflowVersion) -> WorkflowRegistry:
+        """Add every version of a workflow, or one version. Returns the registry."""
+        versions = item.versions if isinstance(item, Workflow) else (item,)
+        if isinstance(item, Workflow) and not versions:
+            raise ConfigurationError(f"workflow {item.name!r} has no versions to register")
+        for wv in versions:
+            if not isinstance(wv, WorkflowVersion):
+                raise ConfigurationError(f"cannot register {wv!r}: not a workflow")
+            self._versions[(wv.name, wv.version)] = wv
+        return self
+
+    def get(self, workflow: str, version: str) -> WorkflowVersion | None:
+        return self._versions.get((workflow, version))
+
+    def __iter__(self) -> Iterator[WorkflowVersion]:
+        return iter(self._versions.values())
+
+    def __len__(self) -> int:
+        return len(self._versions)

@@ -1,0 +1,214 @@
+"""The Redis Streams subscriber: consumer-group reads, heartbeats and claims.
+
+* Reads use ``XREADGROUP ... COUNT n BLOCK t`` on a connection of their own (GLIDE
+  multiplexes one connection, and a BLOCK would stall everything queued behind it),
+  asking for no more messages than the worker has free slots, across its streams in a
+  rotating order so one busy workflow version cannot starve another.
+* Heartbeats reset the idle time of the messages being executed (``XCLAIM ... JUSTID``),
+  but only while this worker still owns them (a Lua check against ``XPENDING``), so a
+  worker that was paused cannot steal back a message that another worker claimed.
+* Claims take over messages idle longer than ``claim_min_idle_time`` (``XAUTOCLAIM``):
+  the executions of workers that crashed or stopped answering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._redis import Lua, Redis
+from .._store._keys import GROUP
+
+
+@dataclass(frozen=True)
+class RedisStreams:
+    """Options of the Redis Streams subscriber (times in float seconds).
+
+    ``claim_min_idle_time``: a message nobody has touched for this long is taken over
+    from its (presumably dead) worker. ``block_time``: how long one read waits for new
+    work before looking again.
+    """
+
+    claim_min_idle_time: float = 60.0
+    block_time: float = 1.0
+    heartbeat_interval: float | None = None
+    claim_interval: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.claim_min_idle_time <= 0:
+            raise ConfigurationError("RedisStreams(claim_min_idle_time=) must be > 0 seconds")
+        if self.block_time <= 0:
+            raise ConfigurationError("RedisStreams(block_time=) must be > 0 seconds")
+        if self.heartbeat_interval is not None and not (
+            0 < self.heartbeat_interval < self.claim_min_idle_time
+        ):
+            raise ConfigurationError(
+                "RedisStreams(heartbeat_interval=) must be > 0 and < claim_min_idle_time"
+            )
+
+    @property
+    def effective_heartbeat_interval(self) -> float:
+        return self.heartbeat_interval or self.claim_min_idle_time / 4
+
+    @property
+    def effective_claim_interval(self) -> float:
+        return self.claim_interval or min(max(self.claim_min_idle_time / 2, 0.05), 30.0)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One stream entry: which stream, its id, and its fields."""
+
+    stream: str
+    id: str
+    fields: dict[str, str]
+
+    @property
+    def run_id(self) -> str | None:
+        return self.fields.get("run")
+
+
+_HEARTBEAT = Lua(
+    "heartbeat",
+    """
+-- KEYS: stream; ARGV: group, consumer, ids...
+-- Reset the idle time of the given messages that this consumer still owns.
+local kept = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #p > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    table.insert(kept, ARGV[i])
+  end
+end
+return kept
+""",
+)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fields(raw: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if raw is None:
+        return out
+    if isinstance(raw, dict):
+        return {_text(k): _text(v) for k, v in raw.items()}
+    for item in raw:
+        if isinstance(item, list | tuple) and len(item) == 2:
+            out[_text(item[0])] = _text(item[1])
+    if not out and len(raw) % 2 == 0:  # flat [f, v, f, v]
+        out = {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
+    return out
+
+
+def _entries(stream: str, raw: Any) -> list[Message]:
+    """Stream entries as GLIDE returns them: {id: [[f, v], ...]} or [[id, [f, v]], ...]."""
+    if not raw:
+        return []
+    if isinstance(raw, dict):
+        return [Message(stream, _text(i), _fields(f)) for i, f in raw.items()]
+    return [Message(stream, _text(e[0]), _fields(e[1])) for e in raw]
+
+
+class StreamReader:
+    """The stream commands of one worker (one consumer in the group on each stream)."""
+
+    def __init__(self, redis: Redis, blocking: Redis, consumer: str, streams: list[str]) -> None:
+        self.redis = redis
+        self.blocking = blocking
+        self.consumer = consumer
+        self.streams = streams
+        self._rotation = 0
+
+    def _next_order(self, free: int) -> list[str]:
+        n = len(self.streams)
+        start = self._rotation % n
+        self._rotation += 1
+        order = self.streams[start:] + self.streams[:start]
+        # COUNT applies per stream: read at most `free` streams so the total of
+        # messages returned can never exceed the free slots.
+        return order[: max(1, min(free, n))]
+
+    async def read(self, free: int, block_time: float) -> list[Message]:
+        """New messages, at most ``free``; waits up to ``block_time`` for some."""
+        streams = self._next_order(free)
+        count = max(1, free // len(streams))
+        reply = await self.blocking.command(
+            "XREADGROUP",
+            "GROUP",
+            GROUP,
+            self.consumer,
+            "COUNT",
+            str(count),
+            "BLOCK",
+            str(max(1, int(block_time * 1000))),
+            "STREAMS",
+            *streams,
+            *([">"] * len(streams)),
+        )
+        return self._messages(reply)
+
+    async def read_own_pending(self, free: int) -> list[Message]:
+        """Messages delivered to this consumer earlier and never acked (at start)."""
+        out: list[Message] = []
+        for stream in self.streams:
+            if len(out) >= free:
+                break
+            reply = await self.redis.command(
+                "XREADGROUP",
+                "GROUP",
+                GROUP,
+                self.consumer,
+                "COUNT",
+                str(free - len(out)),
+                "STREAMS",
+                stream,
+                "0",
+            )
+            out.extend(m for m in self._messages(reply) if m.fields)
+        return out
+
+    def _messages(self, reply: Any) -> list[Message]:
+        if not reply:
+            return []
+        out: list[Message] = []
+        items = reply.items() if isinstance(reply, dict) else reply
+        for stream, entries in items:
+            out.extend(_entries(_text(stream), entries))
+        return out
+
+    async def autoclaim(self, free: int, min_idle_time: float) -> list[Message]:
+        """Take over up to ``free`` messages idle longer than ``min_idle_time``."""
+        out: list[Message] = []
+        for stream in self.streams:
+            cursor = "0-0"
+            while len(out) < free:
+                reply = await self.redis.command(
+                    "XAUTOCLAIM",
+                    stream,
+                    GROUP,
+                    self.consumer,
+                    str(int(min_idle_time * 1000)),
+                    cursor,
+                    "COUNT",
+                    str(free - len(out)),
+                )
+                cursor = _text(reply[0])
+                out.extend(m for m in _entries(stream, reply[1]) if m.fields)
+                if cursor == "0-0":
+                    break
+        return out
+
+    async def heartbeat(self, in_flight: dict[str, list[str]]) -> set[str]:
+        """Refresh the idle time of in-flight messages; returns the ids still owned."""
+        kept: set[str] = set()
+        for stream, ids in in_flight.items():
+            if not ids:
+                continue
+            reply = await self.redis.script(_HEARTBEAT, [stream], [GROUP, self.consumer, *ids])
+            kept.update(_text(i) for i in reply or [])
+        return kept
