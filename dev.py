@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Set-up and everyday commands, needing nothing but Python 3.11+.
+
+    python3 dev.py demo     # install into .venv, run the order-processing example end to end
+    python3 dev.py test     # install into .venv, run the whole test suite
+    python3 dev.py lint     # ruff + mypy
+    python3 dev.py bench    # the benchmark suite (not part of the tests)
+
+The virtual environment lives in ``.venv`` (or ``$AIKI_VENV``); it is (re)installed
+whenever ``pyproject.toml`` changes, so a fresh clone needs no other step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("AIKI_VENV", ROOT / ".venv"))
+PYTHON = VENV / "bin" / "python"
+STAMP = VENV / ".aiki-installed"
+
+
+def run(*args: str | Path, **kwargs: object) -> int:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    return subprocess.call([str(a) for a in args], cwd=ROOT, **kwargs)  # type: ignore[arg-type]
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Aiki needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        if run(sys.executable, "-m", "venv", VENV):
+            sys.exit("could not create the virtual environment in " + str(VENV))
+    if run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip") or run(
+        PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[dev]"
+    ):
+        sys.exit("installing the project failed (see pip's output above)")
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "help"
+    rest = argv[1:]
+    if command in ("help", "-h", "--help"):
+        print(__doc__)
+        return 0
+    ensure_venv()
+    if command == "demo":
+        return run(PYTHON, "examples/order_processing.py", *rest)
+    if command == "test":
+        return run(PYTHON, "-m", "pytest", *rest)
+    if command == "lint":
+        return run(PYTHON, "-m", "ruff", "check", "src", "tests", "examples", "benchmarks") or run(
+            PYTHON, "-m", "mypy"
+        )
+    if command == "bench":
+        return run(PYTHON, "-m", "benchmarks", *rest)
+    print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
