@@ -10,6 +10,7 @@ from ._errors import (
     ConfigurationError,
     ConnectionFailed,
     InvalidPayload,
+    RunConflict,
     RunNotFound,
     ServerError,
     TaskFailed,
@@ -18,6 +19,7 @@ from ._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
+from ._retry import NonRetryableError, Retry
 from ._store import RunRecord
 from ._task import Task, TaskContext, task, task_context
 from ._worker import Worker, worker
@@ -32,8 +34,11 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "InvalidPayload",
+    "NonRetryableError",
     "RedisStreams",
+    "Retry",
     "RunHandle",
+    "RunConflict",
     "RunNotFound",
     "RunRecord",
     "ServerError",

@@ -19,6 +19,7 @@ from . import _serde
 from ._errors import (
     ConfigurationError,
     ConnectionFailed,
+    RunConflict,
     RunNotFound,
     ServerError,
     UnknownWorkflow,
@@ -36,7 +37,12 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
 
 class _Backend(Protocol):
     async def start(
-        self, workflow: str, version: str, payload_json: str, reference_id: str | None
+        self,
+        workflow: str,
+        version: str,
+        payload_json: str,
+        reference_id: str | None,
+        on_conflict: str,
     ) -> str: ...
 
     async def get(self, run_id: str, with_tasks: bool = False) -> RunRecord | None: ...
@@ -50,18 +56,31 @@ class _RedisBackend:
         self.listener = listener
 
     async def start(
-        self, workflow: str, version: str, payload_json: str, reference_id: str | None
+        self,
+        workflow: str,
+        version: str,
+        payload_json: str,
+        reference_id: str | None,
+        on_conflict: str,
     ) -> str:
         run_id = new_run_id()
         # Watch before the run exists, so its end cannot be missed however fast it is.
         self.listener.watch(run_id)
         try:
-            return await self.store.start_run(
-                workflow, version, payload_json, run_id=run_id, reference_id=reference_id
+            started = await self.store.start_run(
+                workflow,
+                version,
+                payload_json,
+                run_id=run_id,
+                reference_id=reference_id,
+                on_conflict=on_conflict,
             )
         except BaseException:
             self.listener.forget(run_id)
             raise
+        if started != run_id:  # an existing run with this reference id
+            self.listener.forget(run_id)
+        return started
 
     async def get(self, run_id: str, with_tasks: bool = False) -> RunRecord | None:
         return await self.store.get_run(run_id, with_tasks=with_tasks)
@@ -117,12 +136,18 @@ class _HttpBackend:
             return {"error": {"message": response.text[:500]}}
 
     async def start(
-        self, workflow: str, version: str, payload_json: str, reference_id: str | None
+        self,
+        workflow: str,
+        version: str,
+        payload_json: str,
+        reference_id: str | None,
+        on_conflict: str,
     ) -> str:
         # The payload is already JSON: splice it in rather than decode and re-encode.
         body = (
             f'{{"workflow":{_serde.dumps(workflow)},"version":{_serde.dumps(version)},'
-            f'"payload":{payload_json},"reference_id":{_serde.dumps(reference_id)}}}'
+            f'"payload":{payload_json},"reference_id":{_serde.dumps(reference_id)},'
+            f'"on_conflict":{_serde.dumps(on_conflict)}}}'
         )
         response = await self._request(
             "POST",
@@ -133,6 +158,8 @@ class _HttpBackend:
         data = self._body(response)
         if response.status_code == 404 and data.get("error", {}).get("type") == "unknown_workflow":
             raise UnknownWorkflow(workflow, version)
+        if response.status_code == 409 and data.get("error", {}).get("type") == "run_conflict":
+            raise RunConflict(workflow, reference_id or "", data["error"].get("message", ""))
         if response.status_code >= 400:
             raise ServerError(response.status_code, data)
         return str(data["id"])
@@ -247,7 +274,12 @@ class Client:
         return self._store
 
     async def _start_run(
-        self, workflow: str, version: str, payload: Any, reference_id: str | None
+        self,
+        workflow: str,
+        version: str,
+        payload: Any,
+        reference_id: str | None,
+        on_conflict: str = "error",
     ) -> RunHandle:
         payload_json = _serde.dumps(payload, what="payload")
         if len(payload_json) > self.max_payload_bytes:
@@ -256,7 +288,15 @@ class Client:
             raise InvalidPayload(
                 f"payload is {len(payload_json)} bytes; the limit is {self.max_payload_bytes}"
             )
-        run_id = await self._backend.start(workflow, version, payload_json, reference_id)
+        if on_conflict not in ("error", "return_existing"):
+            raise ConfigurationError(
+                f"on_conflict must be 'error' or 'return_existing', got {on_conflict!r}"
+            )
+        if reference_id is not None and (not isinstance(reference_id, str) or not reference_id):
+            raise ConfigurationError("reference_id must be a non-empty string")
+        run_id = await self._backend.start(
+            workflow, version, payload_json, reference_id, on_conflict
+        )
         return RunHandle(self, run_id, workflow, version)
 
     def get_handle(self, run_id: str, workflow: str = "", version: str = "") -> RunHandle:

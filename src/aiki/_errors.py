@@ -4,9 +4,11 @@ Hierarchy::
 
     AikiError
     ├── ConfigurationError        bad option or URL given to a client, worker or server
+    ├── NonRetryableError         raised by user code: stop retrying at once (aiki._retry)
     ├── InvalidPayload            a payload/result that is not JSON (names what is wrong)
     ├── UnknownWorkflow           no such workflow name/version is registered
     ├── RunNotFound               no run with that id
+    ├── RunConflict               a run with that reference id exists with another payload
     ├── ConnectionFailed          Redis or the server could not be reached
     ├── ServerError               the server answered with an error (status + JSON body)
     ├── WaitTimeout               wait_for_completion(timeout=...) ran out
@@ -27,6 +29,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "InvalidPayload",
+    "RunConflict",
     "RunNotFound",
     "ServerError",
     "TaskFailed",
@@ -65,6 +68,19 @@ class RunNotFound(AikiError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}")
+
+
+class RunConflict(AikiError):
+    """A run with this reference id already exists with a different payload."""
+
+    def __init__(self, workflow: str, reference_id: str, detail: str = "") -> None:
+        self.workflow = workflow
+        self.reference_id = reference_id
+        super().__init__(
+            detail
+            or f"workflow {workflow!r} already has a run with reference id "
+            f"{reference_id!r} and a different payload"
+        )
 
 
 class ConnectionFailed(AikiError):

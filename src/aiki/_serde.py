@@ -47,17 +47,24 @@ def canonical_hash(value: Any) -> str:
 def error_record(exc: BaseException) -> dict[str, Any]:
     """What a run or task records about an exception: type, message and traceback text."""
     from ._errors import TaskFailed
+    from ._retry import NonRetryableError
 
     if isinstance(exc, TaskFailed):
         # The workflow let a task's failure propagate: record the task's original error.
-        return {
+        record = {
             "type": exc.error_type,
             "message": exc.error_message,
             "traceback": exc.traceback,
             "task": exc.task,
         }
-    return {
+        if exc.details.get("non_retryable"):
+            record["non_retryable"] = True
+        return record
+    record = {
         "type": type(exc).__qualname__,
         "message": str(exc),
         "traceback": "".join(_traceback.format_exception(exc)),
     }
+    if isinstance(exc, NonRetryableError):
+        record["non_retryable"] = True
+    return record

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import ConfigurationError
+from ._retry import Retry
 
 if TYPE_CHECKING:
     from ._context import WorkflowContext
@@ -54,9 +55,14 @@ def task_context() -> TaskContext:
 class Task(Generic[R]):
     """A task definition, made by ``@aiki.task(name)``. Frozen once defined."""
 
-    def __init__(self, name: str, fn: TaskFunction[R]) -> None:
+    name: str
+    fn: TaskFunction[R]
+    retry: Retry
+
+    def __init__(self, name: str, fn: TaskFunction[R], retry: Retry | None = None) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "fn", fn)
+        object.__setattr__(self, "retry", retry or Retry.never())
         object.__setattr__(self, "__doc__", fn.__doc__)
         object.__setattr__(self, "__wrapped__", fn)
 
@@ -75,14 +81,20 @@ class Task(Generic[R]):
         return f"<aiki.Task {self.name!r}>"
 
 
-def task(name: str) -> Callable[[TaskFunction[R]], Task[R]]:
-    """Declare an async function ``fn(payload)`` as the task called ``name``."""
+def task(name: str, *, retry: Retry | None = None) -> Callable[[TaskFunction[R]], Task[R]]:
+    """Declare an async function ``fn(payload)`` as the task called ``name``.
+
+    ``retry`` (an :class:`aiki.Retry`) says whether and when a failed attempt is tried
+    again; by default a task is not retried.
+    """
     if not isinstance(name, str) or not name:
         raise ConfigurationError("aiki.task(name): name must be a non-empty string")
+    if retry is not None and not isinstance(retry, Retry):
+        raise ConfigurationError(f"task {name!r}: retry must be an aiki.Retry, got {retry!r}")
 
     def decorate(fn: TaskFunction[R]) -> Task[R]:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(f"task {name!r} must be an async function")
-        return Task(name, fn)
+        return Task(name, fn, retry)
 
     return decorate

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -20,9 +21,10 @@ import trio
 
 from . import _serde
 from ._client import Client
-from ._context import WorkflowContext
+from ._context import Suspend, WorkflowContext
 from ._errors import ConfigurationError, ConnectionFailed
 from ._redis import ScriptRefused, connect
+from ._retry import NonRetryableError, Retry
 from ._store import Store, TakenRun
 from ._store._store import TakeRefused
 from ._workflow import WorkflowRegistry
@@ -51,6 +53,7 @@ class Worker:
         subscriber: RedisStreams | None = None,
         shutdown_grace: float = 5.0,
         transition_retry_for: float = 30.0,
+        inline_retry_max_delay: float = 0.5,
     ) -> None:
         if max_concurrent_workflow_runs < 1:
             raise ConfigurationError("max_concurrent_workflow_runs must be at least 1")
@@ -62,6 +65,7 @@ class Worker:
         self.subscriber = subscriber or RedisStreams()
         self.shutdown_grace = shutdown_grace
         self.transition_retry_for = transition_retry_for
+        self.inline_retry_max_delay = inline_retry_max_delay
         self.workflow_registry = WorkflowRegistry()
         self._in_flight: dict[str, tuple[Message, trio.CancelScope]] = {}
         self._slot_freed = trio.Event()
@@ -310,25 +314,27 @@ class Worker:
             attempt=taken.revision,
             memo=taken.tasks,
             record_task=record_task,
+            inline_retry_max_delay=self.inline_retry_max_delay,
         )
         try:
             try:
                 result = await version.fn(ctx, taken.payload)
                 result_json = _serde.dumps(result, what="workflow result")
-            except _StaleExecution:
+            except (_StaleExecution, Suspend):
                 raise
             except Exception as exc:
-                log.info("run %s (%s@%s) failed: %r", taken.id, taken.workflow, taken.version, exc)
-                error = _serde.error_record(exc)
-                await self._retrying(
-                    "record failure",
-                    lambda: store.finish_run(taken, message.id, error=error),
-                )
+                await self._workflow_failed(store, message, taken, version.retry, ctx, exc)
             else:
                 await self._retrying(
                     "record result",
                     lambda: store.finish_run(taken, message.id, result_json=result_json),
                 )
+        except Suspend as suspend:
+            status, wake_at = suspend.status, suspend.wake_at_ms
+            await self._retrying(
+                "park run",
+                lambda: store.park_run(taken, message.id, status=status, wake_at_ms=wake_at),
+            )
         except (_StaleExecution, ScriptRefused) as stale:
             log.warning(
                 "worker %s lost run %s (%s); abandoning this execution quietly",
@@ -337,6 +343,71 @@ class Worker:
                 stale,
             )
         return True
+
+    async def _workflow_failed(
+        self,
+        store: Store,
+        message: Message,
+        taken: TakenRun,
+        policy: Retry,
+        ctx: WorkflowContext,
+        exc: Exception,
+    ) -> None:
+        """Retry the workflow per its policy, or record the run as failed."""
+        error = _serde.error_record(exc)
+        attempt = len(taken.errors) + 1
+        error.update(attempt=attempt)
+        non_retryable = isinstance(exc, NonRetryableError) or error.get("non_retryable")
+        if non_retryable or not policy.should_retry(attempt, exc):
+            log.info(
+                "run %s (%s@%s) failed: %s: %s",
+                taken.id,
+                taken.workflow,
+                taken.version,
+                error["type"],
+                error["message"],
+            )
+            error["attempts"] = [*taken.errors, {k: v for k, v in error.items()}]
+            await self._retrying(
+                "record failure", lambda: store.finish_run(taken, message.id, error=error)
+            )
+            return
+        delay = policy.delay(attempt)
+        error["retry_in"] = delay
+        errors = [*taken.errors, error]
+        # Failed task records are dropped so that the retry runs those tasks again;
+        # completed ones stay memoized.
+        failed = [a for a, r in ctx._memo.items() if r.get("status") == "failed"]
+        log.info(
+            "run %s (%s@%s) attempt %d failed (%s); retrying in %.3fs",
+            taken.id,
+            taken.workflow,
+            taken.version,
+            attempt,
+            error["type"],
+            delay,
+        )
+        if delay <= self.inline_retry_max_delay:
+            await trio.sleep(delay)
+            status, wake_at = "queued", None
+        else:
+            status = "awaiting_retry"
+            wake_at = _now_ms() + int(delay * 1000)
+        await self._retrying(
+            "park run",
+            lambda: store.park_run(
+                taken,
+                message.id,
+                status=status,
+                wake_at_ms=wake_at,
+                errors=errors,
+                drop_tasks=failed,
+            ),
+        )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def worker(

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
+from ._retry import Retry
 
 if TYPE_CHECKING:
     from ._client import Client, RunHandle
@@ -29,22 +30,36 @@ def _check_name(kind: str, value: object) -> str:
 class WorkflowVersion:
     """One version of a workflow: its run function. Made by ``@workflow.v("1.0.0")``."""
 
-    __slots__ = ("workflow", "version", "fn")
+    __slots__ = ("workflow", "version", "fn", "retry")
 
-    def __init__(self, workflow: Workflow, version: str, fn: WorkflowFunction) -> None:
+    def __init__(
+        self, workflow: Workflow, version: str, fn: WorkflowFunction, retry: Retry | None = None
+    ) -> None:
         self.workflow = workflow
         self.version = version
         self.fn = fn
+        self.retry = retry or Retry.never()
 
     @property
     def name(self) -> str:
         return self.workflow.name
 
     async def start(
-        self, client: Client, payload: Any = None, *, reference_id: str | None = None
+        self,
+        client: Client,
+        payload: Any = None,
+        *,
+        reference_id: str | None = None,
+        on_conflict: str = "error",
     ) -> RunHandle:
-        """Start a run of this version with ``payload``; returns its handle at once."""
-        return await client._start_run(self.name, self.version, payload, reference_id)
+        """Start a run of this version with ``payload``; returns its handle at once.
+
+        ``reference_id`` makes the start idempotent: starting again with the same
+        reference returns the existing run. If that run's payload differs,
+        ``on_conflict="error"`` (default) raises :class:`aiki.RunConflict` and
+        ``"return_existing"`` returns the existing run's handle.
+        """
+        return await client._start_run(self.name, self.version, payload, reference_id, on_conflict)
 
     def __repr__(self) -> str:
         return f"<aiki.WorkflowVersion {self.name!r} {self.version!r}>"
@@ -57,9 +72,17 @@ class Workflow:
         self.name = _check_name("workflow name", name)
         self._versions: dict[str, WorkflowVersion] = {}
 
-    def v(self, version: str) -> Callable[[WorkflowFunction], WorkflowVersion]:
-        """Decorate ``async def run(ctx, payload)`` as version ``version`` of this workflow."""
+    def v(
+        self, version: str, *, retry: Retry | None = None
+    ) -> Callable[[WorkflowFunction], WorkflowVersion]:
+        """Decorate ``async def run(ctx, payload)`` as version ``version`` of this workflow.
+
+        ``retry`` re-runs the whole workflow (recorded task results are kept; failed
+        tasks run again) when it raises, per the :class:`aiki.Retry` policy.
+        """
         _check_name("workflow version", version)
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigurationError(f"workflow {self.name!r}: retry must be an aiki.Retry")
 
         def decorate(fn: WorkflowFunction) -> WorkflowVersion:
             if not inspect.iscoroutinefunction(fn):
@@ -70,7 +93,7 @@ class Workflow:
                 raise ConfigurationError(
                     f"workflow {self.name!r} already has a version {version!r}"
                 )
-            wv = WorkflowVersion(self, version, fn)
+            wv = WorkflowVersion(self, version, fn, retry)
             self._versions[version] = wv
             return wv
 

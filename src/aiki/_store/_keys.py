@@ -11,7 +11,11 @@ key                                            type    what
 ``{p}:stream:{<workflow>}:<version>``          stream  one message per execution needed;
                                                        field ``run`` = run id; consumer group
                                                        ``aiki-workers``
+``{p}:reference:{<workflow>}:<ref id>``       string  ``<run id>:<sha1 of payload>`` for
+                                                       idempotent starts (``reference_id=``)
 ``{p}:runs``                                   zset    every run id, scored by creation (ms)
+``{p}:timers``                                 zset    parked run id -> due time (ms): retry
+                                                       delays, sleeps, delayed starts
 ``{p}:workflows``                              hash    ``<name>\\x1f<version>`` -> JSON
                                                        registration (what HTTP starts may name)
 ``{p}:dead-letters``                           stream  messages no worker could use, and why
@@ -59,6 +63,13 @@ class Keys:
 
     def stream(self, workflow: str, version: str) -> str:
         return f"{self.prefix}:stream:{{{workflow}}}:{version}"
+
+    def reference(self, workflow: str, reference_id: str) -> str:
+        return f"{self.prefix}:reference:{{{workflow}}}:{reference_id}"
+
+    @property
+    def timers(self) -> str:
+        return f"{self.prefix}:timers"
 
     @property
     def runs_index(self) -> str:

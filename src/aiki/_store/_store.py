@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _serde
+from .._errors import ConfigurationError, RunConflict
 from .._redis import Redis, ScriptRefused
 from . import _scripts
 from ._keys import GROUP, TERMINAL_STATUSES, Keys
@@ -49,6 +50,7 @@ class RunRecord:
     payload: Any = None
     result: Any = None
     error: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] | None = None
     revision: int = 0
     attempts: int = 0
     worker: str | None = None
@@ -73,6 +75,7 @@ class RunRecord:
             payload=_serde.loads(data.get("payload")),
             result=_serde.loads(data.get("result")),
             error=_serde.loads(data.get("error")),
+            errors=_serde.loads(data.get("errors")),
             revision=int(data.get("revision") or 0),
             attempts=int(data.get("attempts") or 0),
             worker=data.get("worker"),
@@ -96,6 +99,7 @@ class RunRecord:
             "payload": self.payload,
             "result": self.result,
             "error": self.error,
+            "errors": self.errors or [],
             "revision": self.revision,
             "attempts": self.attempts,
             "worker": self.worker,
@@ -125,6 +129,7 @@ class TakenRun:
     version: str
     payload: Any
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TakeRefused(Exception):
@@ -153,16 +158,37 @@ class Store:
         *,
         run_id: str | None = None,
         reference_id: str | None = None,
+        on_conflict: str = "error",
     ) -> str:
-        """Create a run and enqueue it, in one script. Returns the run id."""
+        """Create a run and enqueue it, in one script. Returns the run id.
+
+        With ``reference_id``, a repeat start of the same workflow with the same reference
+        returns the existing run's id instead of creating another one; if the existing
+        run has a different payload, ``on_conflict="error"`` raises RunConflict and
+        ``"return_existing"`` returns it anyway.
+        """
+        if on_conflict not in ("error", "return_existing"):
+            raise ConfigurationError(
+                f"on_conflict must be 'error' or 'return_existing', got {on_conflict!r}"
+            )
         run_id = run_id or new_run_id()
         k = self.keys
-        await self.redis.script(
-            _scripts.START_RUN,
-            [k.run(run_id), k.stream(workflow, version), k.runs_index],
-            [run_id, workflow, version, payload_json, reference_id or ""],
-        )
-        return run_id
+        try:
+            reply = await self.redis.script(
+                _scripts.START_RUN,
+                [
+                    k.run(run_id),
+                    k.stream(workflow, version),
+                    k.runs_index,
+                    k.reference(workflow, reference_id) if reference_id else "",
+                ],
+                [run_id, workflow, version, payload_json, reference_id or "", on_conflict],
+            )
+        except ScriptRefused as refused:
+            if refused.code == "CONFLICT":
+                raise RunConflict(workflow, reference_id or "", refused.detail) from None
+            raise
+        return _text(reply[0])
 
     # -- executing ------------------------------------------------------------------
 
@@ -183,6 +209,7 @@ class Store:
             version=_text(reply[3]),
             payload=_serde.loads(reply[4]),
             tasks=tasks,
+            errors=json.loads(_text(reply[6])) if len(reply) > 6 else [],
         )
 
     async def record_task(
@@ -233,6 +260,41 @@ class Store:
             [k.run(run.id), k.stream(run.workflow, run.version)],
             [run.revision, message_id, GROUP],
         )
+
+    async def park_run(
+        self,
+        run: TakenRun,
+        message_id: str,
+        *,
+        status: str,
+        wake_at_ms: int | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        drop_tasks: list[str] = (),  # type: ignore[assignment]
+    ) -> None:
+        """Suspend an execution: requeue the run now (``queued``) or park it with a timer."""
+        k = self.keys
+        await self.redis.script(
+            _scripts.PARK_RUN,
+            [k.run(run.id), k.tasks(run.id), k.stream(run.workflow, run.version), k.timers],
+            [
+                run.revision,
+                message_id,
+                GROUP,
+                status,
+                "" if wake_at_ms is None else wake_at_ms,
+                "" if errors is None else _serde.dumps(errors, what="errors"),
+                run.id,
+                *drop_tasks,
+            ],
+        )
+
+    async def fire_timers(self, limit: int = 200) -> tuple[int, int, int | None]:
+        """Enqueue runs whose timers are due: (fired, due, next due time in ms)."""
+        reply = await self.redis.script(
+            _scripts.FIRE_TIMERS, [self.keys.timers], [self.keys.prefix, limit]
+        )
+        next_due = _text(reply[2])
+        return int(reply[0]), int(reply[1]), int(float(next_due)) if next_due else None
 
     async def ack(self, stream: str, message_id: str) -> None:
         """Drop a message that needs no execution (its run already ended)."""

@@ -1,0 +1,90 @@
+"""Retry policies for tasks and workflows (``aiki.Retry``), in float seconds.
+
+A policy answers one question: after attempt ``n`` failed, retry or not, and after how
+long? Short delays are waited out in the worker; longer ones park the run as
+``awaiting_retry`` with a durable timer, so no worker slot sleeps.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from ._errors import AikiError, ConfigurationError
+
+Strategy = Literal["never", "fixed", "exponential", "jittered"]
+
+
+class NonRetryableError(AikiError):
+    """Raise this (or a subclass) from a task or workflow to stop retrying at once."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often, and how long apart, a failing task or workflow is tried.
+
+    ``max_attempts`` counts the first attempt too (``max_attempts=3``: two retries).
+    ``exponential``: ``base_delay * factor ** (n - 1)``, capped at ``max_delay``.
+    ``jittered``: a uniformly random delay between 0 and the exponential one ("full
+    jitter"), which spreads retries of many runs apart.
+    """
+
+    strategy: Strategy = "never"
+    max_attempts: int = 1
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("never", "fixed", "exponential", "jittered"):
+            raise ConfigurationError(f"unknown retry strategy {self.strategy!r}")
+        if self.max_attempts < 1:
+            raise ConfigurationError("Retry(max_attempts=) must be at least 1")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ConfigurationError("Retry delays must be >= 0 seconds")
+        if self.factor < 1:
+            raise ConfigurationError("Retry(factor=) must be >= 1")
+
+    @classmethod
+    def never(cls) -> Retry:
+        return cls("never", 1)
+
+    @classmethod
+    def fixed(cls, max_attempts: int, delay: float) -> Retry:
+        return cls("fixed", max_attempts, delay, delay)
+
+    @classmethod
+    def exponential(
+        cls,
+        max_attempts: int,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        factor: float = 2.0,
+    ) -> Retry:
+        return cls("exponential", max_attempts, base_delay, max_delay, factor)
+
+    @classmethod
+    def jittered(
+        cls,
+        max_attempts: int,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        factor: float = 2.0,
+    ) -> Retry:
+        return cls("jittered", max_attempts, base_delay, max_delay, factor)
+
+    def should_retry(self, failed_attempt: int, error: BaseException | None = None) -> bool:
+        """Whether attempt number ``failed_attempt`` (1-based) may be followed by another."""
+        if self.strategy == "never" or isinstance(error, NonRetryableError):
+            return False
+        return failed_attempt < self.max_attempts
+
+    def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
+        if self.strategy == "fixed":
+            return self.base_delay
+        exp = min(self.max_delay, self.base_delay * self.factor ** (failed_attempt - 1))
+        if self.strategy == "jittered":
+            return (rng or random).uniform(0.0, exp)
+        return exp

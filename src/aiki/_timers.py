@@ -1,0 +1,48 @@
+"""The timer daemon: moves parked runs whose time has come back into their streams.
+
+Retry delays (and, later, sleeps and delayed starts) park a run in the ``timers``
+sorted set instead of holding a worker slot. The server runs this daemon; several
+servers may run it at once, because firing a timer is one atomic script that removes the
+timer before enqueueing (exactly one caller wins).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import trio
+
+from ._errors import ConnectionFailed
+from ._store import Store
+
+log = logging.getLogger("aiki.timers")
+
+
+async def serve_timers(
+    store: Store,
+    *,
+    interval: float = 0.25,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Fire due timers until cancelled, looking at least every ``interval`` seconds."""
+    task_status.started()
+    outage = False
+    while True:
+        try:
+            fired, due, _next_due = await store.fire_timers()
+        except ConnectionFailed as exc:
+            if not outage:
+                log.warning("timer daemon cannot reach Redis (%s); retrying", exc)
+                outage = True
+            await trio.sleep(min(5.0, interval * 4) * random.uniform(0.8, 1.2))
+            continue
+        if outage:
+            log.warning("timer daemon reaches Redis again")
+            outage = False
+        if fired:
+            log.debug("fired %d timers", fired)
+        if due >= 200:
+            continue  # a backlog: keep going without sleeping
+        await trio.sleep(interval * random.uniform(0.8, 1.2))
