@@ -4,12 +4,14 @@ The public API is exactly ``__all__``; everything else lives in private modules.
 """
 
 from ._client import Client, RunHandle, client
-from ._context import WorkflowContext
+from ._context import ChildHandle, WorkflowContext
 from ._errors import (
     AikiError,
     ConfigurationError,
     ConnectionFailed,
+    EventTimeout,
     InvalidPayload,
+    InvalidState,
     RunConflict,
     RunNotFound,
     ServerError,
@@ -18,6 +20,7 @@ from ._errors import (
     WaitTimeout,
     WorkflowCancelled,
     WorkflowFailed,
+    WorkflowTimeout,
 )
 from ._retry import NonRetryableError, Retry
 from ._store import RunRecord
@@ -30,10 +33,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AikiError",
+    "ChildHandle",
     "Client",
     "ConfigurationError",
     "ConnectionFailed",
+    "EventTimeout",
     "InvalidPayload",
+    "InvalidState",
     "NonRetryableError",
     "RedisStreams",
     "Retry",
@@ -53,6 +59,7 @@ __all__ = [
     "WorkflowContext",
     "WorkflowFailed",
     "WorkflowRegistry",
+    "WorkflowTimeout",
     "WorkflowVersion",
     "client",
     "task",

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
@@ -19,6 +22,7 @@ from . import _serde
 from ._errors import (
     ConfigurationError,
     ConnectionFailed,
+    InvalidState,
     RunConflict,
     RunNotFound,
     ServerError,
@@ -27,12 +31,20 @@ from ._errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
-from ._notify import RunEndedListener
+from ._notify import RunEndedListener, wait_for_end
 from ._redis import Redis, connect
 from ._store import Keys, RunRecord, Store
 from ._store._store import new_run_id
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """How a run starts besides its payload: when, and its workflow-level timeout."""
+
+    start_at_ms: int | None = None
+    timeout: float | None = None
 
 
 class _Backend(Protocol):
@@ -43,7 +55,10 @@ class _Backend(Protocol):
         payload_json: str,
         reference_id: str | None,
         on_conflict: str,
+        options: StartOptions,
     ) -> str: ...
+
+    async def control(self, run_id: str, action: str, body: dict[str, Any]) -> Any: ...
 
     async def get(self, run_id: str, with_tasks: bool = False) -> RunRecord | None: ...
 
@@ -62,6 +77,7 @@ class _RedisBackend:
         payload_json: str,
         reference_id: str | None,
         on_conflict: str,
+        options: StartOptions,
     ) -> str:
         run_id = new_run_id()
         # Watch before the run exists, so its end cannot be missed however fast it is.
@@ -74,6 +90,8 @@ class _RedisBackend:
                 run_id=run_id,
                 reference_id=reference_id,
                 on_conflict=on_conflict,
+                start_at_ms=options.start_at_ms,
+                timeout=options.timeout,
             )
         except BaseException:
             self.listener.forget(run_id)
@@ -86,32 +104,30 @@ class _RedisBackend:
         return await self.store.get_run(run_id, with_tasks=with_tasks)
 
     async def wait(self, run_id: str, timeout: float | None) -> dict[str, Any]:
-        w, existed = self.listener.watch(run_id)
-        w.waiters += 1
-        try:
-            if not existed:
-                run = await self.store.get_run(run_id)
-                if run is None:
-                    raise RunNotFound(run_id)
-                if run.ended:
-                    w.deliver(
-                        {
-                            "id": run_id,
-                            "status": run.status,
-                            "result": run.result,
-                            "error": run.error,
-                        }
-                    )
-            with trio.move_on_after(math.inf if timeout is None else timeout):
-                await w.event.wait()
-            if w.outcome is None:
-                run = await self.store.get_run(run_id)
-                raise WaitTimeout(run_id, timeout or 0.0, run.status if run else None)
-            return w.outcome
-        finally:
-            w.waiters -= 1
-            if w.waiters == 0 and w.outcome is not None:
-                self.listener.forget(run_id)
+        outcome = await wait_for_end(self.listener, self.store, run_id, timeout)
+        if outcome is None:
+            run = await self.store.get_run(run_id)
+            raise WaitTimeout(run_id, timeout or 0.0, run.status if run else None)
+        return outcome
+
+    async def control(self, run_id: str, action: str, body: dict[str, Any]) -> Any:
+        store = self.store
+        if action == "cancel":
+            return await store.cancel_run(run_id, body.get("reason") or "cancelled")
+        if action == "pause":
+            return await store.pause_run(run_id)
+        if action == "resume":
+            return await store.resume_run(run_id)
+        if action == "wakeup":
+            return await store.wake_sleep(run_id, body["name"])
+        if action == "events":
+            return await store.send_event(
+                run_id,
+                body["name"],
+                _serde.dumps(body.get("data"), what="event data"),
+                reference_id=body.get("reference_id"),
+            )
+        raise ValueError(action)
 
 
 class _HttpBackend:
@@ -142,12 +158,15 @@ class _HttpBackend:
         payload_json: str,
         reference_id: str | None,
         on_conflict: str,
+        options: StartOptions,
     ) -> str:
         # The payload is already JSON: splice it in rather than decode and re-encode.
         body = (
             f'{{"workflow":{_serde.dumps(workflow)},"version":{_serde.dumps(version)},'
             f'"payload":{payload_json},"reference_id":{_serde.dumps(reference_id)},'
-            f'"on_conflict":{_serde.dumps(on_conflict)}}}'
+            f'"on_conflict":{_serde.dumps(on_conflict)},'
+            f'"start_at_ms":{_serde.dumps(options.start_at_ms)},'
+            f'"timeout":{_serde.dumps(options.timeout)}}}'
         )
         response = await self._request(
             "POST",
@@ -173,6 +192,9 @@ class _HttpBackend:
             raise ServerError(response.status_code, data)
         return _record_from_json(data)
 
+    async def control(self, run_id: str, action: str, body: dict[str, Any]) -> Any:
+        return await _http_control(self, run_id, action, body)
+
     async def wait(self, run_id: str, timeout: float | None) -> dict[str, Any]:
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         while True:
@@ -193,6 +215,20 @@ class _HttpBackend:
                 return {k: data.get(k) for k in ("id", "status", "result", "error")}
             if trio.current_time() >= deadline:
                 raise WaitTimeout(run_id, timeout or 0.0, data.get("status"))
+
+
+async def _http_control(
+    backend: _HttpBackend, run_id: str, action: str, body: dict[str, Any]
+) -> Any:
+    response = await backend._request("POST", f"/api/v1/runs/{run_id}/{action}", json=body)
+    data = backend._body(response)
+    if response.status_code == 404:
+        raise RunNotFound(run_id)
+    if response.status_code == 409:
+        raise InvalidState(data.get("error", {}).get("message", "invalid state"))
+    if response.status_code >= 400:
+        raise ServerError(response.status_code, data)
+    return data.get("result")
 
 
 def _record_from_json(data: dict[str, Any]) -> RunRecord:
@@ -239,6 +275,35 @@ class RunHandle:
             raise WorkflowCancelled(self.id, reason)
         raise RunNotFound(self.id)
 
+    async def cancel(self, reason: str = "cancelled") -> str:
+        """Cancel the run (and its child runs); a running execution is interrupted.
+        Returns the run's final status (an already ended run keeps its own)."""
+        return str(await self.client._backend.control(self.id, "cancel", {"reason": reason}))
+
+    async def pause(self) -> str:
+        """Stop the run from being picked up (a running execution is interrupted)."""
+        return str(await self.client._backend.control(self.id, "pause", {}))
+
+    async def resume(self) -> str:
+        """Let a paused run go on from where it was."""
+        return str(await self.client._backend.control(self.id, "resume", {}))
+
+    async def wakeup(self, name: str) -> int:
+        """End the durable sleep called ``name`` now. Returns how many sleeps were woken."""
+        return int(await self.client._backend.control(self.id, "wakeup", {"name": name}))
+
+    async def send_event(
+        self, name: str, data: Any = None, *, reference_id: str | None = None
+    ) -> bool:
+        """Deliver the event ``name`` with ``data`` to the run (kept until it waits for
+        it). With ``reference_id`` a repeated send is delivered once: returns False then."""
+        _serde.dumps(data, what="event data")
+        return bool(
+            await self.client._backend.control(
+                self.id, "events", {"name": name, "data": data, "reference_id": reference_id}
+            )
+        )
+
     def __repr__(self) -> str:
         return f"<aiki.RunHandle {self.workflow}@{self.version} {self.id}>"
 
@@ -280,6 +345,10 @@ class Client:
         payload: Any,
         reference_id: str | None,
         on_conflict: str = "error",
+        *,
+        delay: float | None = None,
+        start_at: datetime | None = None,
+        timeout: float | None = None,
     ) -> RunHandle:
         payload_json = _serde.dumps(payload, what="payload")
         if len(payload_json) > self.max_payload_bytes:
@@ -294,8 +363,24 @@ class Client:
             )
         if reference_id is not None and (not isinstance(reference_id, str) or not reference_id):
             raise ConfigurationError("reference_id must be a non-empty string")
+        if delay is not None and start_at is not None:
+            raise ConfigurationError("give delay= or start_at=, not both")
+        start_at_ms: int | None = None
+        if delay is not None:
+            if delay < 0:
+                raise ConfigurationError("delay must be >= 0 seconds")
+            start_at_ms = int((time.time() + delay) * 1000)
+        elif start_at is not None:
+            if start_at.tzinfo is None:
+                raise ConfigurationError("start_at must be a timezone-aware datetime")
+            start_at_ms = int(start_at.timestamp() * 1000)
         run_id = await self._backend.start(
-            workflow, version, payload_json, reference_id, on_conflict
+            workflow,
+            version,
+            payload_json,
+            reference_id,
+            on_conflict,
+            StartOptions(start_at_ms=start_at_ms, timeout=timeout),
         )
         return RunHandle(self, run_id, workflow, version)
 

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from . import _serde
-from ._errors import TaskFailed
+from ._errors import EventTimeout, TaskFailed, WorkflowCancelled, WorkflowFailed
 from ._task import Task, TaskContext, _current_task
 
 log = logging.getLogger("aiki.worker")
 
 RecordTask = Callable[[str, dict[str, Any]], Awaitable[None]]
+StartChild = Callable[[str, str, str, str], Awaitable[str]]
+GetRun = Callable[[str], Awaitable[Any]]
 
 
 class Suspend(BaseException):
@@ -31,9 +34,18 @@ class Suspend(BaseException):
 
     A BaseException so that workflow code's ``except Exception`` cannot swallow it."""
 
-    def __init__(self, status: str, wake_at_ms: int) -> None:
+    def __init__(
+        self,
+        status: str,
+        wake_at_ms: int | None,
+        *,
+        event: tuple[str, int] | None = None,
+        child_id: str | None = None,
+    ) -> None:
         self.status = status
         self.wake_at_ms = wake_at_ms
+        self.event = event
+        self.child_id = child_id
         super().__init__(f"{status} until {wake_at_ms}")
 
 
@@ -50,6 +62,10 @@ class WorkflowContext:
         memo: dict[str, dict[str, Any]],
         record_task: RecordTask,
         inline_retry_max_delay: float = 0.5,
+        events: dict[str, list[dict[str, Any]]] | None = None,
+        now_ms: int | None = None,
+        start_child: StartChild | None = None,
+        get_run: GetRun | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
@@ -58,9 +74,153 @@ class WorkflowContext:
         self._memo = memo
         self._record_task = record_task
         self._inline_retry_max_delay = inline_retry_max_delay
+        self._events = events or {}
+        # Redis's clock when the run was taken, advanced by the local monotonic clock:
+        # timers fire on Redis time, so sleeps are judged on it too.
+        self._now_base = (now_ms or int(time.time() * 1000), time.monotonic())
+        self._start_child = start_child
+        self._get_run = get_run
         self._occurrences: dict[tuple[str, str], int] = {}
         self.replayed_tasks = 0
         self.executed_tasks = 0
+
+    def now_ms(self) -> int:
+        """Milliseconds since the epoch on Redis's clock (what timers use)."""
+        base, mono = self._now_base
+        return base + int((time.monotonic() - mono) * 1000)
+
+    def _named_address(self, kind: str, name: str) -> str:
+        key = (kind, name)
+        n = self._occurrences.get(key, 0)
+        self._occurrences[key] = n + 1
+        return f"{kind}:{name}:{n}"
+
+    async def _record(self, address: str, record: dict[str, Any]) -> None:
+        await self._record_task(address, record)
+        self._memo[address] = record
+
+    async def sleep(self, name: str, seconds: float) -> None:
+        """Sleep durably: the run is ``sleeping`` and holds no worker slot until the time
+        has passed (or ``handle.wakeup(name)``), even across worker and server restarts."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("ctx.sleep(name, seconds): name must be a non-empty string")
+        address = self._named_address("sleep", name)
+        recorded = self._memo.get(address)
+        now = self.now_ms()
+        if recorded is not None:
+            if recorded.get("status") == "completed":
+                return
+            wake_at = int(recorded["wake_at"])
+            if now >= wake_at:
+                await self._record(address, {**recorded, "status": "completed", "ended_at": now})
+                return
+            raise Suspend("sleeping", wake_at)
+        if seconds <= 0:
+            await self._record(
+                address,
+                {
+                    "kind": "sleep",
+                    "name": name,
+                    "status": "completed",
+                    "started_at": now,
+                    "ended_at": now,
+                    "seconds": 0,
+                },
+            )
+            return
+        wake_at = now + int(seconds * 1000)
+        await self._record(
+            address,
+            {
+                "kind": "sleep",
+                "name": name,
+                "status": "sleeping",
+                "started_at": now,
+                "wake_at": wake_at,
+                "seconds": seconds,
+            },
+        )
+        raise Suspend("sleeping", wake_at)
+
+    async def wait_for_event(self, name: str, *, timeout: float | None = None) -> Any:
+        """Wait durably for the event ``name`` sent to this run and return its data.
+
+        The n-th wait for a name receives the n-th event of that name, including events
+        sent before the wait began. Raises :class:`aiki.EventTimeout` after ``timeout``
+        seconds (the same way on every replay)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("ctx.wait_for_event(name): name must be a non-empty string")
+        address = self._named_address("event", name)
+        index = int(address.rsplit(":", 1)[1])
+        recorded = self._memo.get(address)
+        if recorded is not None:
+            if recorded.get("status") == "completed":
+                return recorded.get("result")
+            if recorded.get("status") == "timed_out":
+                raise EventTimeout(name, recorded.get("timeout"))
+        now = self.now_ms()
+        received = self._events.get(name, [])
+        if len(received) > index:
+            data = received[index].get("data")
+            await self._record(
+                address,
+                {
+                    "kind": "event",
+                    "name": name,
+                    "status": "completed",
+                    "result": data,
+                    "started_at": (recorded or {}).get("started_at", now),
+                    "ended_at": now,
+                },
+            )
+            return data
+        timeout_at = (recorded or {}).get("timeout_at")
+        if recorded is None:
+            timeout_at = None if timeout is None else now + int(timeout * 1000)
+            await self._record(
+                address,
+                {
+                    "kind": "event",
+                    "name": name,
+                    "status": "waiting",
+                    "started_at": now,
+                    "timeout": timeout,
+                    "timeout_at": timeout_at,
+                },
+            )
+        if timeout_at is not None and now >= int(timeout_at):
+            await self._record(
+                address,
+                {**(recorded or self._memo[address]), "status": "timed_out", "ended_at": now},
+            )
+            raise EventTimeout(name, (recorded or self._memo[address]).get("timeout"))
+        raise Suspend("awaiting_event", timeout_at, event=(name, index))
+
+    async def _child(self, workflow: str, version: str, payload: Any) -> ChildHandle:
+        if self._start_child is None:
+            raise RuntimeError("child workflows need a worker-run context")
+        address = self._address(f"child:{workflow}@{version}", payload)
+        recorded = self._memo.get(address)
+        if recorded is not None:
+            return ChildHandle(self, recorded["child_id"], workflow, version)
+        child_id = uuid.uuid5(uuid.NAMESPACE_URL, f"aiki:{self.run_id}:{address}").hex
+        payload_json = _serde.dumps(payload, what="child payload")
+        await self._start_child(workflow, version, payload_json, child_id)
+        now = self.now_ms()
+        await self._record(
+            address,
+            {
+                "kind": "child",
+                "status": "completed",
+                "child_id": child_id,
+                "workflow": workflow,
+                "version": version,
+                "input": payload,
+                "started_at": now,
+                "ended_at": now,
+            },
+        )
+        return ChildHandle(self, child_id, workflow, version)
 
     def _address(self, name: str, payload: Any) -> str:
         digest = _serde.canonical_hash(payload)
@@ -139,3 +299,43 @@ class WorkflowContext:
             await self._record_task(address, record)
             self._memo[address] = record
             raise Suspend("awaiting_retry", wake_at)
+
+
+class ChildHandle:
+    """A child run started with ``version.start_as_child(ctx, payload)``."""
+
+    def __init__(self, ctx: WorkflowContext, run_id: str, workflow: str, version: str) -> None:
+        self._ctx = ctx
+        self.id = run_id
+        self.workflow = workflow
+        self.version = version
+
+    async def wait_for_completion(self) -> Any:
+        """Wait durably for the child to end: the parent is ``awaiting_child_workflow``
+        (holding no worker slot) and resumes when the child ends. Returns the child's
+        result, or raises WorkflowFailed / WorkflowCancelled as the child ended."""
+        ctx = self._ctx
+        address = ctx._named_address("child-wait", self.id)
+        recorded = ctx._memo.get(address)
+        if recorded is None:
+            assert ctx._get_run is not None
+            run = await ctx._get_run(self.id)
+            if run is None or not run.ended:
+                raise Suspend("awaiting_child_workflow", None, child_id=self.id)
+            now = ctx.now_ms()
+            recorded = {
+                "kind": "child-wait",
+                "status": "completed",
+                "child_id": self.id,
+                "child_status": run.status,
+                "result": run.result,
+                "error": run.error,
+                "started_at": now,
+                "ended_at": now,
+            }
+            await ctx._record(address, recorded)
+        if recorded["child_status"] == "completed":
+            return recorded.get("result")
+        if recorded["child_status"] == "cancelled":
+            raise WorkflowCancelled(self.id, (recorded.get("error") or {}).get("message"))
+        raise WorkflowFailed(self.id, recorded.get("error") or {})

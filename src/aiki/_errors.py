@@ -9,12 +9,15 @@ Hierarchy::
     ├── UnknownWorkflow           no such workflow name/version is registered
     ├── RunNotFound               no run with that id
     ├── RunConflict               a run with that reference id exists with another payload
+    ├── InvalidState              the run cannot do that now (e.g. send an event to an ended run)
     ├── ConnectionFailed          Redis or the server could not be reached
     ├── ServerError               the server answered with an error (status + JSON body)
     ├── WaitTimeout               wait_for_completion(timeout=...) ran out
     ├── WorkflowFailed            the run ended `failed`; carries type, message, traceback
     ├── WorkflowCancelled         the run ended `cancelled`
-    └── TaskFailed                a task raised; what workflow code sees, on first run and replay
+    ├── TaskFailed                a task raised; what workflow code sees, on first run and replay
+    ├── EventTimeout              ctx.wait_for_event(timeout=...) ran out before the event came
+    └── WorkflowTimeout           the run outlived its workflow-level timeout (recorded as error)
 
 Lower-level errors (valkey-glide, httpx) never escape the SDK: they are mapped to
 ``ConnectionFailed`` or ``ServerError`` at the boundary.
@@ -29,12 +32,15 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "InvalidPayload",
+    "InvalidState",
     "RunConflict",
     "RunNotFound",
     "ServerError",
     "TaskFailed",
+    "EventTimeout",
     "UnknownWorkflow",
     "WaitTimeout",
+    "WorkflowTimeout",
     "WorkflowCancelled",
     "WorkflowFailed",
 ]
@@ -81,6 +87,10 @@ class RunConflict(AikiError):
             or f"workflow {workflow!r} already has a run with reference id "
             f"{reference_id!r} and a different payload"
         )
+
+
+class InvalidState(AikiError):
+    """The run is in a state that does not allow this (the message says which)."""
 
 
 class ConnectionFailed(AikiError):
@@ -168,3 +178,22 @@ class TaskFailed(_RecordedError):
             traceback=error.get("traceback"),
             details=error,
         )
+
+
+class EventTimeout(AikiError, TimeoutError):
+    """``ctx.wait_for_event(name, timeout=...)`` ran out before the event arrived.
+
+    Raised the same way on every replay of the run."""
+
+    def __init__(self, name: str, timeout: float | None) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(f"event {name!r} did not arrive within {timeout:g} s")
+
+
+class WorkflowTimeout(AikiError, TimeoutError):
+    """The run outlived the ``timeout=`` of its workflow version; it ends ``failed``."""
+
+    def __init__(self, timeout_ms: int | None) -> None:
+        self.timeout = (timeout_ms or 0) / 1000
+        super().__init__(f"workflow timed out after {self.timeout:g} s")

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections import OrderedDict
 from typing import Any
 
 import trio
 
-from ._errors import ConnectionFailed
+from ._errors import ConnectionFailed, RunNotFound
 from ._redis import Redis, connect
-from ._store import Store
+from ._store import RunRecord, Store
 
 log = logging.getLogger("aiki.notify")
 
@@ -72,8 +73,9 @@ class RunEndedListener:
         existing = self._watches.get(run_id)
         if existing is not None:
             return existing, True
-        w = self._watches[run_id] = _Watch()
+        # Trim first: trimming after the insert could drop the watch we hand out.
         self._trim()
+        w = self._watches[run_id] = _Watch()
         return w, False
 
     def forget(self, run_id: str) -> None:
@@ -178,3 +180,39 @@ class RunEndedListener:
                 if not outage:
                     log.warning("notification re-check cannot reach Redis (%s); retrying", exc)
                     outage = True
+
+
+def outcome_of(run: RunRecord) -> dict[str, Any]:
+    """The outcome of an ended run, shaped like a run-ended notification."""
+    return {"id": run.id, "status": run.status, "result": run.result, "error": run.error}
+
+
+async def wait_for_end(
+    listener: RunEndedListener, store: Store, run_id: str, timeout: float | None
+) -> dict[str, Any] | None:
+    """Wait until run ``run_id`` ends; its outcome, or ``None`` if ``timeout`` ran out.
+
+    The outcome is ``{"id", "status", "result", "error"}`` (status ``missing`` if the
+    run vanished meanwhile). Raises :class:`aiki.RunNotFound` if there is no such run.
+    The one wait used by the Redis client and the server's long-poll: the watch is
+    registered before the status is read, so an end between the two is not missed; a
+    watch that already existed (made at start, before the run could end) needs no read.
+    """
+    w, existed = listener.watch(run_id)
+    w.waiters += 1
+    missing = False
+    try:
+        if not existed:
+            run = await store.get_run(run_id)
+            if run is None:
+                missing = True
+                raise RunNotFound(run_id)
+            if run.ended:
+                w.deliver(outcome_of(run))
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await w.event.wait()
+        return w.outcome
+    finally:
+        w.waiters -= 1
+        if w.waiters == 0 and (w.outcome is not None or missing):
+            listener.forget(run_id)

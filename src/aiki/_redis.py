@@ -20,6 +20,7 @@ Its traps, handled here:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -101,8 +102,24 @@ class Lua:
         if self._glide_script is None:
             from glide import Script
 
+            if not _loaded_scripts:
+                atexit.register(_drop_glide_scripts)
             self._glide_script = Script(self.source)
+            _loaded_scripts.append(self)
         return self._glide_script
+
+
+_loaded_scripts: list[Lua] = []
+
+
+def _drop_glide_scripts() -> None:
+    """Free GLIDE's Script objects at exit while the interpreter is still whole.
+
+    Left for interpreter teardown, ``glide.Script.__del__`` runs after its cffi module is
+    gone and prints "Exception ignored ... TypeError" for every script a process used."""
+    for lua in _loaded_scripts:
+        lua._glide_script = None
+    _loaded_scripts.clear()
 
 
 _logging_configured = False

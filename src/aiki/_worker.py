@@ -8,7 +8,9 @@ their runs straight back to the queue.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import random
 import socket
@@ -22,7 +24,7 @@ import trio
 from . import _serde
 from ._client import Client
 from ._context import Suspend, WorkflowContext
-from ._errors import ConfigurationError, ConnectionFailed
+from ._errors import ConfigurationError, ConnectionFailed, WorkflowTimeout
 from ._redis import ScriptRefused, connect
 from ._retry import NonRetryableError, Retry
 from ._store import Store, TakenRun
@@ -68,6 +70,7 @@ class Worker:
         self.inline_retry_max_delay = inline_retry_max_delay
         self.workflow_registry = WorkflowRegistry()
         self._in_flight: dict[str, tuple[Message, trio.CancelScope]] = {}
+        self._abandoned: set[str] = set()
         self._slot_freed = trio.Event()
         self._stop_requested = trio.Event()
         self._stopped = trio.Event()
@@ -117,6 +120,7 @@ class Worker:
                     loops.start_soon(self._read_loop, reader, executions, store)
                     loops.start_soon(self._claim_loop, reader, executions, store)
                     loops.start_soon(self._heartbeat_loop, reader)
+                    await loops.start(self._control_loop, store)
                     task_status.started()
                     await self._stop_requested.wait()
                     loops.cancel_scope.cancel()
@@ -200,12 +204,46 @@ class Worker:
             for message_id, (_message, scope) in list(self._in_flight.items()):
                 if message_id not in kept and any(message_id in ids for ids in by_stream.values()):
                     # Another worker claimed it: we lost the run. Stop quietly.
+                    self._abandoned.add(message_id)
                     log.warning(
                         "worker %s lost message %s to another worker; abandoning",
                         self.id,
                         message_id,
                     )
                     scope.cancel()
+
+    async def _control_loop(
+        self, store: Store, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Cancel executions whose run was cancelled or paused elsewhere, promptly."""
+        redis = await connect(self.client.redis_url or "", name=f"aiki-worker-control:{self.id}")
+        try:
+            await redis.subscribe(store.keys.control_channel)
+            task_status.started()
+            while True:
+                try:
+                    _channel, data = await redis.next_message()
+                    order = json.loads(data)
+                    run_id, action = order["run"], order["action"]
+                except ConnectionFailed:
+                    await trio.sleep(0.5 * random.uniform(0.8, 1.2))
+                    continue
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring malformed control message %r", data[:200])
+                    continue
+                for message_id, (message, scope) in list(self._in_flight.items()):
+                    if message.run_id == run_id:
+                        log.info(
+                            "worker %s: run %s was %s; stopping its execution",
+                            self.id,
+                            run_id,
+                            "cancelled" if action == "cancel" else "paused",
+                        )
+                        self._abandoned.add(message_id)
+                        scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await redis.aclose()
 
     # -- executions -----------------------------------------------------------------
 
@@ -274,7 +312,9 @@ class Worker:
             log.warning("worker %s gave up on run %s for now: %s", self.id, message.run_id, exc)
             finished = True
         finally:
-            if taken is not None and not finished:
+            if message.id in self._abandoned:
+                self._abandoned.discard(message.id)
+            elif taken is not None and not finished:
                 # Cancelled (worker stopping) before an outcome: hand the run back now.
                 with trio.CancelScope(shield=True), trio.move_on_after(2.0):
                     try:
@@ -307,6 +347,21 @@ class Worker:
             except ScriptRefused as refused:
                 raise _StaleExecution(str(refused)) from None
 
+        async def start_child(workflow: str, ver: str, payload_json: str, child_id: str) -> str:
+            child_def = self.workflow_registry.get(workflow, ver)
+            timeout = child_def.timeout if child_def is not None else None
+            return await self._retrying(
+                "start child",
+                lambda: store.start_run(
+                    workflow,
+                    ver,
+                    payload_json,
+                    run_id=child_id,
+                    parent_id=taken.id,
+                    timeout=timeout,
+                ),
+            )
+
         ctx = WorkflowContext(
             run_id=taken.id,
             workflow=taken.workflow,
@@ -315,11 +370,27 @@ class Worker:
             memo=taken.tasks,
             record_task=record_task,
             inline_retry_max_delay=self.inline_retry_max_delay,
+            events=taken.events,
+            now_ms=taken.now_ms,
+            start_child=start_child,
+            get_run=store.get_run,
         )
+        deadline = taken.deadline_ms
         try:
             try:
-                result = await version.fn(ctx, taken.payload)
+                if deadline is not None and taken.now_ms >= deadline:
+                    raise WorkflowTimeout(taken.timeout_ms)
+                with trio.fail_after(
+                    math.inf if deadline is None else (deadline - taken.now_ms) / 1000
+                ):
+                    result = await version.fn(ctx, taken.payload)
                 result_json = _serde.dumps(result, what="workflow result")
+            except trio.TooSlowError:
+                error = _serde.error_record(WorkflowTimeout(taken.timeout_ms))
+                error["non_retryable"] = True
+                await self._retrying(
+                    "record timeout", lambda: store.finish_run(taken, message.id, error=error)
+                )
             except (_StaleExecution, Suspend):
                 raise
             except Exception as exc:
@@ -331,9 +402,19 @@ class Worker:
                 )
         except Suspend as suspend:
             status, wake_at = suspend.status, suspend.wake_at_ms
+            if deadline is not None and (wake_at is None or wake_at > deadline):
+                wake_at = deadline  # wake at the deadline to end the run as timed out
+            event, child_id = suspend.event, suspend.child_id
             await self._retrying(
                 "park run",
-                lambda: store.park_run(taken, message.id, status=status, wake_at_ms=wake_at),
+                lambda: store.park_run(
+                    taken,
+                    message.id,
+                    status=status,
+                    wake_at_ms=wake_at,
+                    event=event,
+                    child_id=child_id,
+                ),
             )
         except (_StaleExecution, ScriptRefused) as stale:
             log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
@@ -12,7 +13,7 @@ from ._retry import Retry
 
 if TYPE_CHECKING:
     from ._client import Client, RunHandle
-    from ._context import WorkflowContext
+    from ._context import ChildHandle, WorkflowContext
 
 WorkflowFunction = Callable[["WorkflowContext", Any], Awaitable[Any]]
 
@@ -30,15 +31,21 @@ def _check_name(kind: str, value: object) -> str:
 class WorkflowVersion:
     """One version of a workflow: its run function. Made by ``@workflow.v("1.0.0")``."""
 
-    __slots__ = ("workflow", "version", "fn", "retry")
+    __slots__ = ("workflow", "version", "fn", "retry", "timeout")
 
     def __init__(
-        self, workflow: Workflow, version: str, fn: WorkflowFunction, retry: Retry | None = None
+        self,
+        workflow: Workflow,
+        version: str,
+        fn: WorkflowFunction,
+        retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.workflow = workflow
         self.version = version
         self.fn = fn
         self.retry = retry or Retry.never()
+        self.timeout = timeout
 
     @property
     def name(self) -> str:
@@ -51,15 +58,34 @@ class WorkflowVersion:
         *,
         reference_id: str | None = None,
         on_conflict: str = "error",
+        delay: float | None = None,
+        start_at: datetime | None = None,
     ) -> RunHandle:
         """Start a run of this version with ``payload``; returns its handle at once.
 
         ``reference_id`` makes the start idempotent: starting again with the same
         reference returns the existing run. If that run's payload differs,
         ``on_conflict="error"`` (default) raises :class:`aiki.RunConflict` and
-        ``"return_existing"`` returns the existing run's handle.
+        ``"return_existing"`` returns the existing run's handle. ``delay`` (seconds) or
+        ``start_at`` (an aware datetime) make the run ``scheduled`` until then.
         """
-        return await client._start_run(self.name, self.version, payload, reference_id, on_conflict)
+        return await client._start_run(
+            self.name,
+            self.version,
+            payload,
+            reference_id,
+            on_conflict,
+            delay=delay,
+            start_at=start_at,
+            timeout=self.timeout,
+        )
+
+    async def start_as_child(self, ctx: WorkflowContext, payload: Any = None) -> ChildHandle:
+        """Start a run of this version as a child of the run ``ctx`` belongs to.
+
+        Memoized like a task: a replay gets the same child, never a second one.
+        Cancelling the parent cancels the child."""
+        return await ctx._child(self.name, self.version, payload)
 
     def __repr__(self) -> str:
         return f"<aiki.WorkflowVersion {self.name!r} {self.version!r}>"
@@ -73,13 +99,17 @@ class Workflow:
         self._versions: dict[str, WorkflowVersion] = {}
 
     def v(
-        self, version: str, *, retry: Retry | None = None
+        self, version: str, *, retry: Retry | None = None, timeout: float | None = None
     ) -> Callable[[WorkflowFunction], WorkflowVersion]:
         """Decorate ``async def run(ctx, payload)`` as version ``version`` of this workflow.
 
         ``retry`` re-runs the whole workflow (recorded task results are kept; failed
         tasks run again) when it raises, per the :class:`aiki.Retry` policy.
+        ``timeout`` (seconds from the run's first execution) ends a run that takes longer
+        ``failed`` with a WorkflowTimeout error.
         """
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"workflow {self.name!r}: timeout must be > 0 seconds")
         _check_name("workflow version", version)
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError(f"workflow {self.name!r}: retry must be an aiki.Retry")
@@ -93,7 +123,7 @@ class Workflow:
                 raise ConfigurationError(
                     f"workflow {self.name!r} already has a version {version!r}"
                 )
-            wv = WorkflowVersion(self, version, fn, retry)
+            wv = WorkflowVersion(self, version, fn, retry, timeout)
             self._versions[version] = wv
             return wv
 

@@ -8,6 +8,9 @@ key                                            type    what
                                                        attempts, worker, message, reference_id,
                                                        created_at/started_at/updated_at/ended_at
 ``{p}:run:{<run id>}:tasks``                   hash    task address -> task record (JSON)
+``{p}:run:{<run id>}:events``                  hash    event name -> JSON list of events sent;
+                                                       ``ref:<id>`` dedupe marks; ``#count``
+``{p}:run:{<run id>}:children``                set     child run ids (cancel cascades)
 ``{p}:stream:{<workflow>}:<version>``          stream  one message per execution needed;
                                                        field ``run`` = run id; consumer group
                                                        ``aiki-workers``
@@ -20,6 +23,7 @@ key                                            type    what
                                                        registration (what HTTP starts may name)
 ``{p}:dead-letters``                           stream  messages no worker could use, and why
 ``{p}:run-ended``                              pubsub  one JSON message per run that ends
+``{p}:control``                                pubsub  cancel/pause orders for running executions
 =============================================  ======  =========================================
 
 A run's keys share the hash tag ``{<run id>}`` so a run's transitions touch one slot.
@@ -61,6 +65,12 @@ class Keys:
     def tasks(self, run_id: str) -> str:
         return f"{self.prefix}:run:{{{run_id}}}:tasks"
 
+    def events(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{{{run_id}}}:events"
+
+    def children(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{{{run_id}}}:children"
+
     def stream(self, workflow: str, version: str) -> str:
         return f"{self.prefix}:stream:{{{workflow}}}:{version}"
 
@@ -86,6 +96,10 @@ class Keys:
     @property
     def run_ended_channel(self) -> str:
         return f"{self.prefix}:run-ended"
+
+    @property
+    def control_channel(self) -> str:
+        return f"{self.prefix}:control"
 
     @staticmethod
     def workflow_field(workflow: str, version: str) -> str:

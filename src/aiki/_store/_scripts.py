@@ -26,13 +26,32 @@ _TERMINAL = """
 local terminal = {completed = true, failed = true, cancelled = true}
 """
 
+
+_WAKE_PARENT = """
+-- A child that ends puts its parent back in its stream if the parent waits for it.
+local function wake_parent(prefix, parent, now)
+  if not parent then return end
+  local pkey = prefix .. ':run:{' .. parent .. '}'
+  local p = redis.call('HMGET', pkey, 'status', 'workflow', 'version', 'id')
+  if p[1] == 'awaiting_child_workflow' then
+    local stream = prefix .. ':stream:{' .. p[2] .. '}:' .. p[3]
+    local msg = redis.call('XADD', stream, '*', 'run', p[4])
+    redis.call('HSET', pkey, 'status', 'queued', 'message', msg, 'updated_at', now)
+    redis.call('ZREM', prefix .. ':timers', p[4])
+  end
+end
+"""
+
 START_RUN = Lua(
     "start_run",
     _NOW
     + """
--- KEYS: run, stream, runs index, reference key (or '' without reference id)
--- ARGV: id, workflow, version, payload, reference_id, conflict policy
--- Returns {run id, 1} when created, {existing run id, 0} for an idempotent repeat.
+-- KEYS: run, stream, runs index, reference key (or ''), parent's children set (or ''),
+--       timers
+-- ARGV: id, workflow, version, payload, reference_id, conflict policy, parent id,
+--       start at (ms, '' = now), timeout (ms, '' = none)
+-- Returns {run id, 1} when created, {existing run id, 0} for an idempotent repeat
+-- (same reference id, or a child run that a replay starts again).
 local ref_value = nil
 if ARGV[5] ~= '' then
   local digest = redis.sha1hex(ARGV[4])
@@ -49,16 +68,27 @@ if ARGV[5] ~= '' then
   ref_value = ARGV[1] .. ':' .. digest
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[7] ~= '' then return {ARGV[1], 0} end
   return redis.error_reply('EXISTS run ' .. ARGV[1] .. ' already exists')
 end
 local now = now_ms()
-local msg = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'workflow', ARGV[2], 'version', ARGV[3],
-  'status', 'queued', 'payload', ARGV[4], 'revision', 0, 'attempts', 0,
-  'created_at', now, 'updated_at', now, 'message', msg)
+  'payload', ARGV[4], 'revision', 0, 'attempts', 0, 'created_at', now, 'updated_at', now)
+if ARGV[8] ~= '' and tonumber(ARGV[8]) > tonumber(now) then
+  redis.call('HSET', KEYS[1], 'status', 'scheduled', 'wake_at', ARGV[8])
+  redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
+else
+  local msg = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1])
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg)
+end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'timeout_ms', ARGV[9]) end
 if ref_value then
   redis.call('HSET', KEYS[1], 'reference_id', ARGV[5])
   redis.call('SET', KEYS[4], ref_value)
+end
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[1], 'parent', ARGV[7])
+  redis.call('SADD', KEYS[5], ARGV[1])
 end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 return {ARGV[1], 1}
@@ -70,12 +100,13 @@ TAKE_RUN = Lua(
     _NOW
     + _TERMINAL
     + """
--- KEYS: run, tasks
+-- KEYS: run, tasks, events
 -- ARGV: worker id, stream message id
 -- Fences out any previous executor (revision + 1) and returns all the run needs to
--- replay: {'ok', revision, workflow, version, payload, {address, record, ...}, errors}.
+-- replay: {'ok', revision, workflow, version, payload, {address, record, ...}, errors,
+-- {event name, JSON list, ...}, now (ms), started_at, timeout_ms}.
 local st = redis.call('HMGET', KEYS[1], 'status', 'workflow', 'version', 'payload',
-  'started_at', 'errors')
+  'started_at', 'errors', 'timeout_ms')
 if not st[1] then return {'missing'} end
 if terminal[st[1]] then return {'ended', st[1]} end
 if st[1] ~= 'queued' and st[1] ~= 'running' then return {'not-runnable', st[1]} end
@@ -84,8 +115,13 @@ local rev = redis.call('HINCRBY', KEYS[1], 'revision', 1)
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'message', ARGV[2],
   'updated_at', now)
-if not st[5] then redis.call('HSET', KEYS[1], 'started_at', now) end
-return {'ok', rev, st[2], st[3], st[4], redis.call('HGETALL', KEYS[2]), st[6] or '[]'}
+local started = st[5]
+if not started then
+  started = now
+  redis.call('HSET', KEYS[1], 'started_at', now)
+end
+return {'ok', rev, st[2], st[3], st[4], redis.call('HGETALL', KEYS[2]), st[6] or '[]',
+  redis.call('HGETALL', KEYS[3]), now, started, st[7] or ''}
 """,
 )
 
@@ -109,11 +145,12 @@ return 1
 FINISH_RUN = Lua(
     "finish_run",
     _NOW
+    + _WAKE_PARENT
     + """
 -- KEYS: run, stream
 -- ARGV: revision, status (completed|failed), field (result|error), value (JSON),
---       stream message id, group, channel, run id
-local st = redis.call('HMGET', KEYS[1], 'status', 'revision')
+--       stream message id, group, channel, run id, key prefix
+local st = redis.call('HMGET', KEYS[1], 'status', 'revision', 'parent')
 if not st[1] then return redis.error_reply('MISSING run') end
 if st[1] ~= 'running' or st[2] ~= ARGV[1] then
   return redis.error_reply('STALE run is ' .. st[1] .. ' at revision ' .. st[2])
@@ -126,6 +163,7 @@ redis.call('XACK', KEYS[2], ARGV[6], ARGV[5])
 redis.call('XDEL', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[7], '{"id":"' .. ARGV[8] .. '","status":"' .. ARGV[2] ..
   '","' .. ARGV[3] .. '":' .. ARGV[4] .. '}')
+wake_parent(ARGV[9], st[3], now)
 return 1
 """,
 )
@@ -157,11 +195,14 @@ PARK_RUN = Lua(
     "park_run",
     _NOW
     + """
--- KEYS: run, tasks, stream, timers
--- ARGV: revision, stream message id, group, status (queued|awaiting_retry|sleeping),
---       wake at (ms, '' for none), errors JSON ('' to keep), run id, addresses to drop...
+-- KEYS: run, tasks, stream, timers, events, child run (or '')
+-- ARGV: revision, stream message id, group, status, wake at (ms, '' for none),
+--       errors JSON ('' to keep), run id, event name (or ''), events already seen,
+--       addresses to drop...
 -- Suspends the execution: acks its message and either enqueues the run again at once
--- (queued) or leaves it parked with a durable timer that the timer daemon fires.
+-- (queued) or parks it (sleeping, awaiting_*), with a durable timer when wake at is
+-- given. What the run waits for may have happened since the execution looked (an event
+-- sent, a child ended): then it is enqueued at once instead, so no wake-up is lost.
 local st = redis.call('HMGET', KEYS[1], 'status', 'revision')
 if not st[1] then return redis.error_reply('MISSING run') end
 if st[1] ~= 'running' or st[2] ~= ARGV[1] then
@@ -169,19 +210,37 @@ if st[1] ~= 'running' or st[2] ~= ARGV[1] then
 end
 redis.call('XACK', KEYS[3], ARGV[3], ARGV[2])
 redis.call('XDEL', KEYS[3], ARGV[2])
-for i = 8, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+for i = 10, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'errors', ARGV[6]) end
 redis.call('HINCRBY', KEYS[1], 'revision', 1)
-if ARGV[4] == 'queued' then
-  local msg = redis.call('XADD', KEYS[3], '*', 'run', ARGV[7])
-  redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg, 'updated_at', now_ms())
-  redis.call('HDEL', KEYS[1], 'wake_at')
-else
-  redis.call('HSET', KEYS[1], 'status', ARGV[4], 'wake_at', ARGV[5], 'updated_at', now_ms())
-  redis.call('HDEL', KEYS[1], 'message')
-  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[7])
+local status = ARGV[4]
+if status == 'awaiting_event' and ARGV[8] ~= '' then
+  local list = redis.call('HGET', KEYS[5], ARGV[8])
+  if list and #cjson.decode(list) > tonumber(ARGV[9]) then status = 'queued' end
 end
-return 1
+if status == 'awaiting_child_workflow' and KEYS[6] ~= '' then
+  local child = redis.call('HGET', KEYS[6], 'status')
+  if child == 'completed' or child == 'failed' or child == 'cancelled' or not child then
+    status = 'queued'
+  end
+end
+local now = now_ms()
+if status == 'queued' then
+  local msg = redis.call('XADD', KEYS[3], '*', 'run', ARGV[7])
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg, 'updated_at', now)
+  redis.call('HDEL', KEYS[1], 'wake_at')
+  redis.call('ZREM', KEYS[4], ARGV[7])
+else
+  redis.call('HSET', KEYS[1], 'status', status, 'updated_at', now)
+  redis.call('HDEL', KEYS[1], 'message')
+  if ARGV[5] ~= '' then
+    redis.call('HSET', KEYS[1], 'wake_at', ARGV[5])
+    redis.call('ZADD', KEYS[4], ARGV[5], ARGV[7])
+  else
+    redis.call('HDEL', KEYS[1], 'wake_at')
+  end
+end
+return status
 """,
 )
 
@@ -193,6 +252,8 @@ FIRE_TIMERS = Lua(
 -- ARGV: key prefix, max timers to fire
 -- Moves every run whose timer is due back into its stream. ZREM decides who fires a
 -- timer, so several servers running this at once never enqueue a run twice.
+local parked = {awaiting_retry = true, sleeping = true, scheduled = true,
+  awaiting_event = true, awaiting_child_workflow = true}
 local now = now_ms()
 local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, ARGV[2])
 local fired = 0
@@ -200,7 +261,7 @@ for _, id in ipairs(due) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
     local run = ARGV[1] .. ':run:{' .. id .. '}'
     local st = redis.call('HMGET', run, 'status', 'workflow', 'version')
-    if st[1] == 'awaiting_retry' or st[1] == 'sleeping' or st[1] == 'scheduled' then
+    if parked[st[1]] then
       local stream = ARGV[1] .. ':stream:{' .. st[2] .. '}:' .. st[3]
       local msg = redis.call('XADD', stream, '*', 'run', id)
       redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now)
@@ -211,5 +272,157 @@ for _, id in ipairs(due) do
 end
 local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {fired, #due, next_due[2] or ''}
+""",
+)
+
+SEND_EVENT = Lua(
+    "send_event",
+    _NOW
+    + """
+-- KEYS: run, events, stream, timers
+-- ARGV: event name, data (JSON), reference id (or ''), run id, max events per run
+-- Stores the event (even before anyone waits for it); a repeated reference id is
+-- stored once. A run waiting for an event goes back to its stream.
+local st = redis.call('HMGET', KEYS[1], 'status')
+if not st[1] then return redis.error_reply('MISSING run') end
+if st[1] == 'completed' or st[1] == 'failed' or st[1] == 'cancelled' then
+  return redis.error_reply('ENDED run is ' .. st[1])
+end
+if ARGV[3] ~= '' then
+  if redis.call('HSETNX', KEYS[2], 'ref:' .. ARGV[3], '1') == 0 then return 'duplicate' end
+end
+local count = redis.call('HINCRBY', KEYS[2], '#count', 1)
+if count > tonumber(ARGV[5]) then
+  return redis.error_reply('LIMIT run already has ' .. ARGV[5] .. ' events')
+end
+local now = now_ms()
+local list = redis.call('HGET', KEYS[2], ARGV[1])
+local events = list and cjson.decode(list) or {}
+table.insert(events, {data = cjson.decode(ARGV[2]), reference_id = ARGV[3], at = now})
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(events))
+if st[1] == 'awaiting_event' then
+  local msg = redis.call('XADD', KEYS[3], '*', 'run', ARGV[4])
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg, 'updated_at', now)
+  redis.call('ZREM', KEYS[4], ARGV[4])
+end
+return 'stored'
+""",
+)
+
+WAKE_SLEEP = Lua(
+    "wake_sleep",
+    _NOW
+    + """
+-- KEYS: run, tasks, stream, timers
+-- ARGV: sleep name, run id
+-- Ends a sleep early: its record is marked done and a sleeping run is enqueued.
+local st = redis.call('HMGET', KEYS[1], 'status')
+if not st[1] then return redis.error_reply('MISSING run') end
+local prefix = 'sleep:' .. ARGV[1] .. ':'
+local tasks = redis.call('HGETALL', KEYS[2])
+local woken = 0
+for i = 1, #tasks, 2 do
+  if string.sub(tasks[i], 1, #prefix) == prefix then
+    local rec = cjson.decode(tasks[i + 1])
+    if rec.status == 'sleeping' then
+      rec.status = 'completed'
+      rec.woken_early = true
+      redis.call('HSET', KEYS[2], tasks[i], cjson.encode(rec))
+      woken = woken + 1
+    end
+  end
+end
+if woken > 0 and st[1] == 'sleeping' then
+  local msg = redis.call('XADD', KEYS[3], '*', 'run', ARGV[2])
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg, 'updated_at', now_ms())
+  redis.call('HDEL', KEYS[1], 'wake_at')
+  redis.call('ZREM', KEYS[4], ARGV[2])
+end
+return woken
+""",
+)
+
+CANCEL_RUN = Lua(
+    "cancel_run",
+    _NOW
+    + _WAKE_PARENT
+    + """
+-- KEYS: run, stream, timers, children
+-- ARGV: reason (JSON string), group, run-ended channel, control channel, run id, prefix
+-- Ends the run `cancelled` whatever it was doing (fencing out a running executor) and
+-- returns its children so the caller cancels them too. Already ended: returns status.
+local st = redis.call('HMGET', KEYS[1], 'status', 'message', 'parent')
+if not st[1] then return redis.error_reply('MISSING run') end
+if st[1] == 'completed' or st[1] == 'failed' or st[1] == 'cancelled' then
+  return {st[1], {}}
+end
+local now = now_ms()
+local err = '{"type":"Cancelled","message":' .. ARGV[1] .. '}'
+redis.call('HINCRBY', KEYS[1], 'revision', 1)
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'error', err, 'ended_at', now,
+  'updated_at', now)
+if st[2] then
+  redis.call('XACK', KEYS[2], ARGV[2], st[2])
+  redis.call('XDEL', KEYS[2], st[2])
+  redis.call('HDEL', KEYS[1], 'message')
+end
+redis.call('ZREM', KEYS[3], ARGV[5])
+redis.call('PUBLISH', ARGV[3], '{"id":"' .. ARGV[5] .. '","status":"cancelled","error":' ..
+  err .. '}')
+redis.call('PUBLISH', ARGV[4], '{"action":"cancel","run":"' .. ARGV[5] .. '"}')
+wake_parent(ARGV[6], st[3], now)
+return {'cancelled', redis.call('SMEMBERS', KEYS[4])}
+""",
+)
+
+PAUSE_RUN = Lua(
+    "pause_run",
+    _NOW
+    + """
+-- KEYS: run, stream, timers
+-- ARGV: group, control channel, run id
+-- A paused run is not picked up until resumed: its message is dropped, its timer
+-- kept aside, and a running execution is fenced out and told to stop.
+local st = redis.call('HMGET', KEYS[1], 'status', 'message')
+if not st[1] then return redis.error_reply('MISSING run') end
+if st[1] == 'completed' or st[1] == 'failed' or st[1] == 'cancelled' then
+  return redis.error_reply('ENDED run is ' .. st[1])
+end
+if st[1] == 'paused' then return 'paused' end
+redis.call('HINCRBY', KEYS[1], 'revision', 1)
+redis.call('HSET', KEYS[1], 'status', 'paused', 'paused_from', st[1], 'updated_at', now_ms())
+if st[2] then
+  redis.call('XACK', KEYS[2], ARGV[1], st[2])
+  redis.call('XDEL', KEYS[2], st[2])
+  redis.call('HDEL', KEYS[1], 'message')
+end
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('PUBLISH', ARGV[2], '{"action":"pause","run":"' .. ARGV[3] .. '"}')
+return 'paused'
+""",
+)
+
+RESUME_RUN = Lua(
+    "resume_run",
+    _NOW
+    + """
+-- KEYS: run, stream, timers
+-- ARGV: run id
+-- A resumed run waits for its timer again if it had one (sleep, retry delay, delayed
+-- start); otherwise it is enqueued and its replay finds out what it still waits for.
+local st = redis.call('HMGET', KEYS[1], 'status', 'paused_from', 'wake_at')
+if not st[1] then return redis.error_reply('MISSING run') end
+if st[1] ~= 'paused' then return st[1] end
+local now = now_ms()
+redis.call('HDEL', KEYS[1], 'paused_from')
+if st[3] and tonumber(st[3]) > tonumber(now) and
+   (st[2] == 'sleeping' or st[2] == 'awaiting_retry' or st[2] == 'scheduled') then
+  redis.call('HSET', KEYS[1], 'status', st[2], 'updated_at', now)
+  redis.call('ZADD', KEYS[3], st[3], ARGV[1])
+  return st[2]
+end
+local msg = redis.call('XADD', KEYS[2], '*', 'run', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg, 'updated_at', now)
+return 'queued'
 """,
 )

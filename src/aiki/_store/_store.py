@@ -6,13 +6,15 @@ single commands or one batch. Nothing here holds state besides the connection.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _serde
-from .._errors import ConfigurationError, RunConflict
+from .._errors import ConfigurationError, InvalidState, RunConflict, RunNotFound
 from .._redis import Redis, ScriptRefused
 from . import _scripts
 from ._keys import GROUP, TERMINAL_STATUSES, Keys
@@ -130,6 +132,14 @@ class TakenRun:
     payload: Any
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    now_ms: int = 0
+    started_at_ms: int = 0
+    timeout_ms: int | None = None
+
+    @property
+    def deadline_ms(self) -> int | None:
+        return None if self.timeout_ms is None else self.started_at_ms + self.timeout_ms
 
 
 class TakeRefused(Exception):
@@ -159,13 +169,17 @@ class Store:
         run_id: str | None = None,
         reference_id: str | None = None,
         on_conflict: str = "error",
+        parent_id: str | None = None,
+        start_at_ms: int | None = None,
+        timeout: float | None = None,
     ) -> str:
-        """Create a run and enqueue it, in one script. Returns the run id.
+        """Create a run and enqueue it (or schedule it for ``start_at_ms``), in one script.
 
         With ``reference_id``, a repeat start of the same workflow with the same reference
         returns the existing run's id instead of creating another one; if the existing
         run has a different payload, ``on_conflict="error"`` raises RunConflict and
-        ``"return_existing"`` returns it anyway.
+        ``"return_existing"`` returns it anyway. A child run (``parent_id``) started again
+        by a replay with the same ``run_id`` is not created twice.
         """
         if on_conflict not in ("error", "return_existing"):
             raise ConfigurationError(
@@ -181,8 +195,20 @@ class Store:
                     k.stream(workflow, version),
                     k.runs_index,
                     k.reference(workflow, reference_id) if reference_id else "",
+                    k.children(parent_id) if parent_id else "",
+                    k.timers,
                 ],
-                [run_id, workflow, version, payload_json, reference_id or "", on_conflict],
+                [
+                    run_id,
+                    workflow,
+                    version,
+                    payload_json,
+                    reference_id or "",
+                    on_conflict,
+                    parent_id or "",
+                    "" if start_at_ms is None else int(start_at_ms),
+                    "" if timeout is None else int(timeout * 1000),
+                ],
             )
         except ScriptRefused as refused:
             if refused.code == "CONFLICT":
@@ -196,7 +222,9 @@ class Store:
         """Take a run for execution (fences out earlier executors). Raises TakeRefused."""
         k = self.keys
         reply = await self.redis.script(
-            _scripts.TAKE_RUN, [k.run(run_id), k.tasks(run_id)], [worker_id, message_id]
+            _scripts.TAKE_RUN,
+            [k.run(run_id), k.tasks(run_id), k.events(run_id)],
+            [worker_id, message_id],
         )
         outcome = _text(reply[0])
         if outcome != "ok":
@@ -209,7 +237,15 @@ class Store:
             version=_text(reply[3]),
             payload=_serde.loads(reply[4]),
             tasks=tasks,
-            errors=json.loads(_text(reply[6])) if len(reply) > 6 else [],
+            errors=json.loads(_text(reply[6])),
+            events={
+                name: json.loads(v)
+                for name, v in _pairs(reply[7]).items()
+                if not name.startswith(("ref:", "#"))
+            },
+            now_ms=int(reply[8]),
+            started_at_ms=int(reply[9]),
+            timeout_ms=int(reply[10]) if _text(reply[10]) else None,
         )
 
     async def record_task(
@@ -249,6 +285,7 @@ class Store:
                 GROUP,
                 k.run_ended_channel,
                 run.id,
+                k.prefix,
             ],
         )
 
@@ -269,24 +306,128 @@ class Store:
         status: str,
         wake_at_ms: int | None = None,
         errors: list[dict[str, Any]] | None = None,
-        drop_tasks: list[str] = (),  # type: ignore[assignment]
-    ) -> None:
-        """Suspend an execution: requeue the run now (``queued``) or park it with a timer."""
+        drop_tasks: Sequence[str] = (),
+        event: tuple[str, int] | None = None,
+        child_id: str | None = None,
+    ) -> str:
+        """Suspend an execution: requeue the run now (``queued``) or park it in
+        ``status`` with an optional timer. ``event=(name, seen)`` / ``child_id`` name what
+        a parked run waits for, so that it is enqueued at once if that already happened.
+        Returns the status the run was left in."""
         k = self.keys
-        await self.redis.script(
+        reply = await self.redis.script(
             _scripts.PARK_RUN,
-            [k.run(run.id), k.tasks(run.id), k.stream(run.workflow, run.version), k.timers],
+            [
+                k.run(run.id),
+                k.tasks(run.id),
+                k.stream(run.workflow, run.version),
+                k.timers,
+                k.events(run.id),
+                k.run(child_id) if child_id else "",
+            ],
             [
                 run.revision,
                 message_id,
                 GROUP,
                 status,
-                "" if wake_at_ms is None else wake_at_ms,
+                "" if wake_at_ms is None else int(wake_at_ms),
                 "" if errors is None else _serde.dumps(errors, what="errors"),
                 run.id,
+                event[0] if event else "",
+                event[1] if event else 0,
                 *drop_tasks,
             ],
         )
+        return str(_text(reply))
+
+    # -- control --------------------------------------------------------------------
+
+    async def send_event(
+        self,
+        run_id: str,
+        name: str,
+        data_json: str,
+        *,
+        reference_id: str | None = None,
+        max_events: int = 10_000,
+    ) -> bool:
+        """Deliver an event to a run. False if this reference id was delivered before."""
+        run = await self.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        k = self.keys
+        try:
+            reply = await self.redis.script(
+                _scripts.SEND_EVENT,
+                [k.run(run_id), k.events(run_id), k.stream(run.workflow, run.version), k.timers],
+                [name, data_json, reference_id or "", run_id, max_events],
+            )
+        except ScriptRefused as refused:
+            if refused.code == "MISSING":
+                raise RunNotFound(run_id) from None
+            if refused.code in ("ENDED", "LIMIT"):
+                raise InvalidState(refused.detail) from None
+            raise
+        return _text(reply) == "stored"
+
+    async def wake_sleep(self, run_id: str, name: str) -> int:
+        """End the sleep called ``name`` early. Returns how many sleeps were woken."""
+        run = await self.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        k = self.keys
+        reply = await self.redis.script(
+            _scripts.WAKE_SLEEP,
+            [k.run(run_id), k.tasks(run_id), k.stream(run.workflow, run.version), k.timers],
+            [name, run_id],
+        )
+        return int(reply)
+
+    async def cancel_run(self, run_id: str, reason: str = "cancelled") -> str:
+        """Cancel a run and, recursively, its children. Returns the run's final status."""
+        run = await self.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        k = self.keys
+        reply = await self.redis.script(
+            _scripts.CANCEL_RUN,
+            [k.run(run_id), k.stream(run.workflow, run.version), k.timers, k.children(run_id)],
+            [_serde.dumps(reason), GROUP, k.run_ended_channel, k.control_channel, run_id, k.prefix],
+        )
+        for child in reply[1] or []:
+            child_id = _text(child)
+            with contextlib.suppress(RunNotFound):
+                await self.cancel_run(child_id, f"parent run {run_id} was cancelled")
+        return str(_text(reply[0]))
+
+    async def pause_run(self, run_id: str) -> str:
+        run = await self.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        k = self.keys
+        try:
+            reply = await self.redis.script(
+                _scripts.PAUSE_RUN,
+                [k.run(run_id), k.stream(run.workflow, run.version), k.timers],
+                [GROUP, k.control_channel, run_id],
+            )
+        except ScriptRefused as refused:
+            if refused.code == "ENDED":
+                raise InvalidState(refused.detail) from None
+            raise
+        return str(_text(reply))
+
+    async def resume_run(self, run_id: str) -> str:
+        run = await self.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        k = self.keys
+        reply = await self.redis.script(
+            _scripts.RESUME_RUN,
+            [k.run(run_id), k.stream(run.workflow, run.version), k.timers],
+            [run_id],
+        )
+        return str(_text(reply))
 
     async def fire_timers(self, limit: int = 200) -> tuple[int, int, int | None]:
         """Enqueue runs whose timers are due: (fired, due, next due time in ms)."""

@@ -137,6 +137,9 @@ class StreamReader:
         """New messages, at most ``free``; waits up to ``block_time`` for some."""
         streams = self._next_order(free)
         count = max(1, free // len(streams))
+        # With fewer free slots than streams, only some streams are read at a time; the
+        # block is shortened so that a full rotation still takes about block_time.
+        block = block_time * len(streams) / len(self.streams)
         reply = await self.blocking.command(
             "XREADGROUP",
             "GROUP",
@@ -145,7 +148,7 @@ class StreamReader:
             "COUNT",
             str(count),
             "BLOCK",
-            str(max(1, int(block_time * 1000))),
+            str(max(10, int(block * 1000))),
             "STREAMS",
             *streams,
             *([">"] * len(streams)),
