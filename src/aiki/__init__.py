@@ -23,6 +23,7 @@ from ._errors import (
     WorkflowTimeout,
 )
 from ._retry import NonRetryableError, Retry
+from ._schedules import Schedule
 from ._store import RunRecord
 from ._task import Task, TaskContext, task, task_context
 from ._worker import Worker, worker
@@ -43,6 +44,7 @@ __all__ = [
     "NonRetryableError",
     "RedisStreams",
     "Retry",
+    "Schedule",
     "RunHandle",
     "RunConflict",
     "RunNotFound",

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import httpx
 import trio
 
-from . import _serde
+from . import _schedules, _serde
 from ._errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._notify import RunEndedListener, wait_for_end
 from ._redis import Redis, connect
+from ._schedules import Schedule
 from ._store import Keys, RunRecord, Store
 from ._store._store import new_run_id
 
@@ -217,6 +218,15 @@ class _HttpBackend:
                 raise WaitTimeout(run_id, timeout or 0.0, data.get("status"))
 
 
+async def _http_json(backend: Any, method: str, url: str, body: Any) -> Any:
+    assert isinstance(backend, _HttpBackend)
+    response = await backend._request(method, url, json=body)
+    data = backend._body(response)
+    if response.status_code >= 400:
+        raise ServerError(response.status_code, data)
+    return data
+
+
 async def _http_control(
     backend: _HttpBackend, run_id: str, action: str, body: dict[str, Any]
 ) -> Any:
@@ -387,6 +397,27 @@ class Client:
     def get_handle(self, run_id: str, workflow: str = "", version: str = "") -> RunHandle:
         """A handle for a run started elsewhere (by id)."""
         return RunHandle(self, run_id, workflow, version)
+
+    async def create_schedule(self, schedule: Schedule) -> Schedule:
+        """Save a schedule (replacing one with the same id); the server's schedule
+        daemon fires it."""
+        if self._store is not None:
+            await _schedules.create_schedule(self._store, schedule)
+        else:
+            await _http_json(self._backend, "POST", "/api/v1/schedules", schedule.to_json())
+        return schedule
+
+    async def list_schedules(self) -> list[dict[str, Any]]:
+        if self._store is not None:
+            return await _schedules.list_schedules(self._store)
+        data = await _http_json(self._backend, "GET", "/api/v1/schedules", None)
+        return list(data["schedules"])
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        if self._store is not None:
+            return await _schedules.delete_schedule(self._store, schedule_id)
+        data = await _http_json(self._backend, "DELETE", f"/api/v1/schedules/{schedule_id}", None)
+        return bool(data.get("deleted"))
 
     async def get_run(self, run_id: str, *, with_tasks: bool = False) -> RunRecord:
         run = await self._backend.get(run_id, with_tasks)

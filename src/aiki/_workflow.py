@@ -14,6 +14,7 @@ from ._retry import Retry
 if TYPE_CHECKING:
     from ._client import Client, RunHandle
     from ._context import ChildHandle, WorkflowContext
+    from ._schedules import Schedule
 
 WorkflowFunction = Callable[["WorkflowContext", Any], Awaitable[Any]]
 
@@ -79,6 +80,34 @@ class WorkflowVersion:
             start_at=start_at,
             timeout=self.timeout,
         )
+
+    async def schedule(
+        self,
+        client: Client,
+        schedule_id: str,
+        payload: Any = None,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        overlap: str = "allow",
+    ) -> Schedule:
+        """Start this version on a cron expression (UTC) or every ``every`` seconds.
+
+        ``overlap`` (``allow``, ``skip`` or ``cancel_previous``) says what an occurrence
+        does while the previous run is still going. Saving a schedule with an existing
+        id replaces it. Fired by the server's schedule daemon."""
+        from ._schedules import Schedule
+
+        sched = Schedule(
+            id=schedule_id,
+            workflow=self.name,
+            version=self.version,
+            payload=payload,
+            cron=cron,
+            every=every,
+            overlap=overlap,  # type: ignore[arg-type]
+        )
+        return await client.create_schedule(sched)
 
     async def start_as_child(self, ctx: WorkflowContext, payload: Any = None) -> ChildHandle:
         """Start a run of this version as a child of the run ``ctx`` belongs to.

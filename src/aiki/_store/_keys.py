@@ -17,6 +17,9 @@ key                                            type    what
 ``{p}:reference:{<workflow>}:<ref id>``       string  ``<run id>:<sha1 of payload>`` for
                                                        idempotent starts (``reference_id=``)
 ``{p}:runs``                                   zset    every run id, scored by creation (ms)
+``{p}:schedules``                              hash    schedule id -> definition (JSON)
+``{p}:schedules:due``                          zset    schedule id -> next occurrence (ms)
+``{p}:schedules:last-run``                     hash    schedule id -> its latest run id
 ``{p}:timers``                                 zset    parked run id -> due time (ms): retry
                                                        delays, sleeps, delayed starts
 ``{p}:workflows``                              hash    ``<name>\\x1f<version>`` -> JSON
@@ -76,6 +79,18 @@ class Keys:
 
     def reference(self, workflow: str, reference_id: str) -> str:
         return f"{self.prefix}:reference:{{{workflow}}}:{reference_id}"
+
+    @property
+    def schedules(self) -> str:
+        return f"{self.prefix}:schedules"
+
+    @property
+    def schedules_due(self) -> str:
+        return f"{self.prefix}:schedules:due"
+
+    @property
+    def schedules_last_run(self) -> str:
+        return f"{self.prefix}:schedules:last-run"
 
     @property
     def timers(self) -> str:

@@ -426,3 +426,31 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg, 'updated_at', no
 return 'queued'
 """,
 )
+
+FIRE_SCHEDULE = Lua(
+    "fire_schedule",
+    _NOW
+    + """
+-- KEYS: schedule due set, schedule last-run hash, run, stream, runs index
+-- ARGV: schedule id, occurrence (ms) the caller saw as due, next occurrence (ms or ''),
+--       action (start|skip), run id, workflow, version, payload
+-- Fires one occurrence of a schedule exactly once, however many servers try: only the
+-- caller that still sees the occurrence it computed from moves the schedule on.
+local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not cur or tonumber(cur) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+if ARGV[4] ~= 'start' or redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
+local now = now_ms()
+local msg = redis.call('XADD', KEYS[4], '*', 'run', ARGV[5])
+redis.call('HSET', KEYS[3], 'id', ARGV[5], 'workflow', ARGV[6], 'version', ARGV[7],
+  'payload', ARGV[8], 'revision', 0, 'attempts', 0, 'created_at', now, 'updated_at', now,
+  'status', 'queued', 'message', msg, 'schedule', ARGV[1], 'occurrence', ARGV[2])
+redis.call('ZADD', KEYS[5], now, ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+return 1
+""",
+)
