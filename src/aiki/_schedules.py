@@ -187,7 +187,7 @@ async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
             [
                 schedule_id,
                 occurrence,
-                schedule.next_after(max(occurrence, now)),
+                following,
                 action,
                 run_id,
                 schedule.workflow,
