@@ -70,7 +70,7 @@ class WorkflowContext:
         self.run_id = run_id
         self.workflow = workflow
         self.version = version
-        self.attempt = attempt
+        self.attempt = attempt  # 1 on the first execution; +1 per workflow-level retry
         self._memo = memo
         self._record_task = record_task
         self._inline_retry_max_delay = inline_retry_max_delay

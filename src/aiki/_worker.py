@@ -366,7 +366,7 @@ class Worker:
             run_id=taken.id,
             workflow=taken.workflow,
             version=taken.version,
-            attempt=taken.revision,
+            attempt=len(taken.errors) + 1,
             memo=taken.tasks,
             record_task=record_task,
             inline_retry_max_delay=self.inline_retry_max_delay,

@@ -1,0 +1,83 @@
+"""Helpers shared by the tests (import them with ``from _helpers import ...``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import aiki
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# Short times so that fault tests stay fast: a dead worker's message is claimed after
+# ~1 s, and an idle read comes back every 0.2 s.
+FAST_CLAIM = 1.0
+FAST_BLOCK = 0.2
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for child Python processes (workers): same imports as the tests."""
+    env = dict(os.environ)
+    parts = [str(ROOT / "src"), str(ROOT), str(TESTS)]
+    if env.get("PYTHONPATH"):
+        parts.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: aiki.Client,
+    *workflows: aiki.Workflow | aiki.WorkflowVersion,
+    id: str | None = None,
+    max_concurrent_workflow_runs: int = 10,
+    claim_min_idle_time: float = FAST_CLAIM,
+    block_time: float = FAST_BLOCK,
+    shutdown_grace: float = 1.0,
+    **kw: Any,
+) -> AsyncIterator[aiki.Worker]:
+    """``async with running_worker(client, wf) as worker:`` — started via
+    ``nursery.start`` (so it is subscribed when the body runs), stopped after."""
+    worker = aiki.worker(
+        client,
+        id=id,
+        max_concurrent_workflow_runs=max_concurrent_workflow_runs,
+        subscriber=aiki.RedisStreams(
+            claim_min_idle_time=claim_min_idle_time, block_time=block_time, **kw
+        ),
+        shutdown_grace=shutdown_grace,
+    )
+    for wf in workflows:
+        worker.workflow_registry.add(wf)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.start)
+        try:
+            yield worker
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(15):
+                await worker.stop()
+            nursery.cancel_scope.cancel()
+
+
+async def wait_until(
+    predicate: Any, *, timeout: float = 20.0, interval: float = 0.02, what: str = ""
+) -> None:
+    """Poll an async (or sync) predicate until it is true; fail the test after
+    ``timeout`` seconds (a safety net against hangs, not a timing assertion)."""
+    with trio.move_on_after(timeout):
+        while True:
+            value = predicate()
+            if hasattr(value, "__await__"):
+                value = await value
+            if value:
+                return
+            await trio.sleep(interval)
+    pytest.fail(f"condition not reached within {timeout} s: {what or predicate!r}")
