@@ -29,6 +29,21 @@ StartChild = Callable[[str, str, str, str], Awaitable[str]]
 GetRun = Callable[[str], Awaitable[Any]]
 
 
+async def _run_asyncio(fn: Any, payload: Any) -> Any:
+    """Run asyncio task code on the worker's trio-asyncio loop (see Worker.start)."""
+    import trio_asyncio
+
+    try:
+        return await trio_asyncio.aio_as_trio(fn)(payload)
+    except RuntimeError as exc:
+        if "loop" in str(exc).lower() and "asyncio" not in str(type(exc)):
+            raise RuntimeError(
+                "an asyncio task ran outside a worker's trio-asyncio loop: "
+                "asyncio tasks run inside aiki workers only"
+            ) from exc
+        raise
+
+
 class Suspend(BaseException):
     """Ends this execution without an outcome: the run waits (a timer) and resumes later.
 
@@ -252,7 +267,10 @@ class WorkflowContext:
             token = _current_task.set(context)
             failure: Exception | None = None
             try:
-                result = await task.fn(payload)
+                if task.asyncio:
+                    result = await _run_asyncio(task.fn, payload)
+                else:
+                    result = await task.fn(payload)
                 result_json = _serde.dumps(result, what=f"result of task {task.name!r}")
             except Exception as exc:  # a task's own failure; BaseExceptions propagate
                 failure = exc

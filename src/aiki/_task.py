@@ -39,6 +39,9 @@ class TaskContext:
         return f"{self.run_id}:{self.address}"
 
 
+asyncio_tasks_defined = False
+"""Set once any ``@aiki.task(..., asyncio=True)`` exists: workers then open the loop."""
+
 _current_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
     "aiki_current_task", default=None
 )
@@ -58,11 +61,19 @@ class Task(Generic[R]):
     name: str
     fn: TaskFunction[R]
     retry: Retry
+    asyncio: bool
 
-    def __init__(self, name: str, fn: TaskFunction[R], retry: Retry | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: TaskFunction[R],
+        retry: Retry | None = None,
+        asyncio: bool = False,
+    ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "fn", fn)
         object.__setattr__(self, "retry", retry or Retry.never())
+        object.__setattr__(self, "asyncio", asyncio)
         object.__setattr__(self, "__doc__", fn.__doc__)
         object.__setattr__(self, "__wrapped__", fn)
 
@@ -81,11 +92,15 @@ class Task(Generic[R]):
         return f"<aiki.Task {self.name!r}>"
 
 
-def task(name: str, *, retry: Retry | None = None) -> Callable[[TaskFunction[R]], Task[R]]:
+def task(
+    name: str, *, retry: Retry | None = None, asyncio: bool = False
+) -> Callable[[TaskFunction[R]], Task[R]]:
     """Declare an async function ``fn(payload)`` as the task called ``name``.
 
     ``retry`` (an :class:`aiki.Retry`) says whether and when a failed attempt is tried
-    again; by default a task is not retried.
+    again; by default a task is not retried. ``asyncio=True`` declares asyncio code
+    (aiohttp, asyncpg, ...): the trio worker runs it on a trio-asyncio loop that it opens
+    once, only when such tasks exist; trio cancellation cancels the asyncio task.
     """
     if not isinstance(name, str) or not name:
         raise ConfigurationError("aiki.task(name): name must be a non-empty string")
@@ -95,6 +110,9 @@ def task(name: str, *, retry: Retry | None = None) -> Callable[[TaskFunction[R]]
     def decorate(fn: TaskFunction[R]) -> Task[R]:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(f"task {name!r} must be an async function")
-        return Task(name, fn, retry)
+        if asyncio:
+            global asyncio_tasks_defined
+            asyncio_tasks_defined = True
+        return Task(name, fn, retry, asyncio)
 
     return decorate

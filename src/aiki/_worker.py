@@ -8,6 +8,7 @@ their runs straight back to the queue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from . import _serde
+from . import _serde, _task
 from ._client import Client
 from ._context import Suspend, WorkflowContext
 from ._errors import ConfigurationError, ConnectionFailed, WorkflowTimeout
@@ -113,7 +114,14 @@ class Worker:
         reader = StreamReader(store.redis, blocking, self.id, streams)
         log.info("worker %s serving %s", self.id, ", ".join(f"{w}@{v}" for w, v in versions))
         try:
-            async with trio.open_nursery() as executions:
+            async with contextlib.AsyncExitStack() as stack:
+                if _task.asyncio_tasks_defined:
+                    # One trio-asyncio loop for the worker's lifetime, opened only when
+                    # some task is asyncio code; executions inherit it.
+                    import trio_asyncio
+
+                    await stack.enter_async_context(trio_asyncio.open_loop())
+                executions = await stack.enter_async_context(trio.open_nursery())
                 async with trio.open_nursery() as loops:
                     for message in await reader.read_own_pending(self.free_slots):
                         self._spawn(executions, store, message)
