@@ -1,4 +1,7 @@
-"""The client: start runs and learn how they ended.
+"""The client: start runs and learn how they ended, from trio or asyncio programs.
+
+The client is written against anyio, so the same code runs under trio (natively) and
+under asyncio (a FastAPI app, say) without a bridge; the worker stays trio-native.
 
 A client given a ``redis_url`` talks to Redis directly (the hot path: one Lua script to
 start a run; completions through one shared notification listener). A client given only
@@ -15,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import anyio
 import httpx
-import trio
 
 from . import _schedules, _serde
 from ._errors import (
@@ -197,9 +200,9 @@ class _HttpBackend:
         return await _http_control(self, run_id, action, body)
 
     async def wait(self, run_id: str, timeout: float | None) -> dict[str, Any]:
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
         while True:
-            left = deadline - trio.current_time()
+            left = deadline - anyio.current_time()
             poll = min(self.LONG_POLL, max(0.0, left))
             response = await self._request(
                 "GET",
@@ -214,7 +217,7 @@ class _HttpBackend:
                 raise ServerError(response.status_code, data)
             if data.get("status") in ("completed", "failed", "cancelled"):
                 return {k: data.get(k) for k in ("id", "status", "result", "error")}
-            if trio.current_time() >= deadline:
+            if anyio.current_time() >= deadline:
                 raise WaitTimeout(run_id, timeout or 0.0, data.get("status"))
 
 
@@ -452,7 +455,7 @@ async def client(
             stack.push_async_callback(redis.aclose)
             store = Store(redis, Keys(prefix))
             listener = RunEndedListener(redis_url, store)
-            nursery = await stack.enter_async_context(trio.open_nursery())
+            nursery = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(nursery.cancel_scope.cancel)
             await nursery.start(listener.serve)
             backend: _Backend = _RedisBackend(store, listener)

@@ -16,7 +16,7 @@ import random
 from collections import OrderedDict
 from typing import Any
 
-import trio
+import anyio
 
 from ._errors import ConnectionFailed, RunNotFound
 from ._redis import Redis, connect
@@ -29,10 +29,10 @@ class _Watch:
     __slots__ = ("event", "outcome", "waiters", "since")
 
     def __init__(self) -> None:
-        self.event = trio.Event()
+        self.event = anyio.Event()
         self.outcome: dict[str, Any] | None = None
         self.waiters = 0
-        self.since = trio.current_time()
+        self.since = anyio.current_time()
 
     def deliver(self, outcome: dict[str, Any]) -> None:
         if self.outcome is None:
@@ -59,7 +59,7 @@ class RunEndedListener:
         self._name = name
         self._watches: OrderedDict[str, _Watch] = OrderedDict()
         self._redis: Redis | None = None
-        self._wake_recheck = trio.Event()
+        self._wake_recheck = anyio.Event()
         self.messages_received = 0
 
     # -- for waiters ----------------------------------------------------------------
@@ -100,17 +100,17 @@ class RunEndedListener:
 
     # -- the listener ---------------------------------------------------------------
 
-    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the listener until cancelled; ``task_status.started()`` once subscribed."""
         self._redis = await connect(self._url, name=self._name, request_timeout=5.0)
         try:
             await self._redis.subscribe(self._store.keys.run_ended_channel)
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as nursery:
                 nursery.start_soon(self._recheck_loop)
                 task_status.started()
                 await self._receive_loop()
         finally:
-            with trio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
                 await self._redis.aclose()
 
     async def _receive_loop(self) -> None:
@@ -123,7 +123,7 @@ class RunEndedListener:
                 failures += 1
                 if failures == 1:
                     log.warning("notification listener lost Redis (%s); retrying", exc)
-                await trio.sleep(min(5.0, 0.05 * 2**failures) * random.uniform(0.8, 1.2))
+                await anyio.sleep(min(5.0, 0.05 * 2**failures) * random.uniform(0.8, 1.2))
                 continue
             if failures:
                 log.warning("notification listener reconnected; re-checking pending waits")
@@ -143,10 +143,10 @@ class RunEndedListener:
         """Re-read the status of waits that have gone on a while (pub/sub can drop)."""
         outage = False
         while True:
-            with trio.move_on_after(self._recheck_interval):
+            with anyio.move_on_after(self._recheck_interval):
                 await self._wake_recheck.wait()
-            self._wake_recheck = trio.Event()
-            now = trio.current_time()
+            self._wake_recheck = anyio.Event()
+            now = anyio.current_time()
             due = [
                 run_id
                 for run_id, w in self._watches.items()
@@ -209,7 +209,7 @@ async def wait_for_end(
                 raise RunNotFound(run_id)
             if run.ended:
                 w.deliver(outcome_of(run))
-        with trio.move_on_after(math.inf if timeout is None else timeout):
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
             await w.event.wait()
         return w.outcome
     finally:
