@@ -35,7 +35,7 @@ from ._errors import (
     WorkflowFailed,
 )
 from ._notify import RunEndedListener, wait_for_end
-from ._redis import Redis, connect
+from ._redis import Redis, connect, open_asyncio_bridge, resolve_implementation
 from ._schedules import Schedule
 from ._store import Keys, RunRecord, Store
 from ._store._store import new_run_id
@@ -333,6 +333,7 @@ class Client:
         redis_url: str | None,
         base_url: str | None,
         max_payload_bytes: int,
+        redis_client: str = "glide",
     ) -> None:
         self._backend = backend
         self._redis = redis
@@ -340,6 +341,7 @@ class Client:
         self.redis_url = redis_url
         self.base_url = base_url
         self.max_payload_bytes = max_payload_bytes
+        self.redis_client = redis_client
 
     @property
     def uses_redis(self) -> bool:
@@ -437,9 +439,14 @@ async def client(
     prefix: str = "aiki",
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     http_timeout: float = 30.0,
+    redis_client: str | None = None,
 ) -> AsyncIterator[Client]:
     """Open a client. With ``redis_url`` it talks to Redis directly (fast path, needed
-    by workers); with only ``base_url`` it goes through the server's HTTP API."""
+    by workers); with only ``base_url`` it goes through the server's HTTP API.
+
+    ``redis_client`` picks the Redis implementation, ``"glide"`` (default) or
+    ``"redis-py"`` (else ``$AIKI_REDIS_CLIENT``); workers use their client's."""
+    implementation = resolve_implementation(redis_client)
     if not base_url and not redis_url:
         raise ConfigurationError("aiki.client() needs redis_url= or base_url=")
     if base_url and not base_url.startswith(("http://", "https://")):
@@ -451,10 +458,11 @@ async def client(
                 httpx.AsyncClient(base_url=base_url, timeout=http_timeout)
             )
         if redis_url:
-            redis = await connect(redis_url, name="aiki-client")
+            await stack.enter_async_context(open_asyncio_bridge(implementation))
+            redis = await connect(redis_url, name="aiki-client", implementation=implementation)
             stack.push_async_callback(redis.aclose)
             store = Store(redis, Keys(prefix))
-            listener = RunEndedListener(redis_url, store)
+            listener = RunEndedListener(redis_url, store, implementation=implementation)
             nursery = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(nursery.cancel_scope.cancel)
             await nursery.start(listener.serve)
@@ -466,6 +474,7 @@ async def client(
                 redis_url=redis_url,
                 base_url=base_url,
                 max_payload_bytes=max_payload_bytes,
+                redis_client=implementation,
             )
         else:
             assert http is not None

@@ -51,8 +51,10 @@ class RunEndedListener:
         recheck_interval: float = 1.0,
         max_unwaited: int = 10_000,
         name: str = "aiki-notify",
+        implementation: str | None = None,
     ) -> None:
         self._url = redis_url
+        self._implementation = implementation
         self._store = store
         self._recheck_interval = recheck_interval
         self._max_unwaited = max_unwaited
@@ -102,7 +104,9 @@ class RunEndedListener:
 
     async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the listener until cancelled; ``task_status.started()`` once subscribed."""
-        self._redis = await connect(self._url, name=self._name, request_timeout=5.0)
+        self._redis = await connect(
+            self._url, name=self._name, request_timeout=5.0, implementation=self._implementation
+        )
         try:
             await self._redis.subscribe(self._store.keys.run_ended_channel)
             async with anyio.create_task_group() as nursery:

@@ -26,7 +26,7 @@ from . import _serde, _task
 from ._client import Client
 from ._context import Suspend, WorkflowContext
 from ._errors import ConfigurationError, ConnectionFailed, WorkflowTimeout
-from ._redis import ScriptRefused, connect
+from ._redis import Redis, ScriptRefused, connect, open_asyncio_bridge
 from ._retry import NonRetryableError, Retry
 from ._store import Store, TakenRun
 from ._store._store import TakeRefused
@@ -105,22 +105,26 @@ class Worker:
         await store.register_workflows(versions, self.id)
         streams = [store.keys.stream(w, v) for w, v in versions]
         sub = self.subscriber
-        blocking = await connect(
-            self.client.redis_url or "",
-            name=f"aiki-worker-read:{self.id}",
-            blocking=True,
-            request_timeout=sub.block_time + 5.0,
-        )
-        reader = StreamReader(store.redis, blocking, self.id, streams)
-        log.info("worker %s serving %s", self.id, ", ".join(f"{w}@{v}" for w, v in versions))
+        implementation = self.client.redis_client
         try:
             async with contextlib.AsyncExitStack() as stack:
-                if _task.asyncio_tasks_defined:
-                    # One trio-asyncio loop for the worker's lifetime, opened only when
-                    # some task is asyncio code; executions inherit it.
-                    import trio_asyncio
-
-                    await stack.enter_async_context(trio_asyncio.open_loop())
+                # One trio-asyncio loop for the worker's lifetime, opened only when some
+                # task is asyncio code or Redis goes through redis-py; executions inherit it.
+                await stack.enter_async_context(
+                    open_asyncio_bridge(implementation, force=_task.asyncio_tasks_defined)
+                )
+                blocking = await connect(
+                    self.client.redis_url or "",
+                    name=f"aiki-worker-read:{self.id}",
+                    blocking=True,
+                    request_timeout=sub.block_time + 5.0,
+                    implementation=implementation,
+                )
+                stack.push_async_callback(_close_shielded, blocking)
+                reader = StreamReader(store.redis, blocking, self.id, streams)
+                log.info(
+                    "worker %s serving %s", self.id, ", ".join(f"{w}@{v}" for w, v in versions)
+                )
                 executions = await stack.enter_async_context(trio.open_nursery())
                 async with trio.open_nursery() as loops:
                     for message in await reader.read_own_pending(self.free_slots):
@@ -139,8 +143,6 @@ class Worker:
                 for _message, scope in list(self._in_flight.values()):
                     scope.cancel()
         finally:
-            with trio.CancelScope(shield=True):
-                await blocking.aclose()
             self._running = False
             self._stopped.set()
             log.info("worker %s stopped", self.id)
@@ -224,7 +226,11 @@ class Worker:
         self, store: Store, *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Cancel executions whose run was cancelled or paused elsewhere, promptly."""
-        redis = await connect(self.client.redis_url or "", name=f"aiki-worker-control:{self.id}")
+        redis = await connect(
+            self.client.redis_url or "",
+            name=f"aiki-worker-control:{self.id}",
+            implementation=self.client.redis_client,
+        )
         try:
             await redis.subscribe(store.keys.control_channel)
             task_status.started()
@@ -493,6 +499,11 @@ class Worker:
                 drop_tasks=failed,
             ),
         )
+
+
+async def _close_shielded(redis: Redis) -> None:
+    with trio.CancelScope(shield=True):
+        await redis.aclose()
 
 
 def _now_ms() -> int:

@@ -1,16 +1,11 @@
-"""The one module that talks to Redis. Nothing else in Aiki imports a Redis library.
+"""The valkey-glide implementation of Aiki's Redis interface (the default).
 
-The interface is deliberately small — run a Lua script, run one command, run a batch,
-the handful of stream commands the subscriber needs, and pub/sub — so that a second
-implementation (redis-py through trio-asyncio) can sit behind it.
-
-The implementation is Valkey GLIDE's async client, which runs natively on trio through
-anyio and measured cheapest per call from trio on this machine (see docs/architecture.md).
-Its traps, handled here:
+GLIDE's async client runs natively on trio (and asyncio) through anyio and measured
+cheapest per call from trio on this machine. Its traps, handled here:
 
 * GLIDE multiplexes ONE connection per node: a blocking ``XREADGROUP ... BLOCK`` would
   stall every command queued behind it. Blocking reads therefore use a dedicated
-  connection (``open_redis(..., blocking=True)``), never the shared one.
+  connection (``connect(..., blocking=True)``), never the shared one.
 * Its default request timeout is 250 ms; we set it deliberately (and, for blocking
   connections, above the block time).
 * It logs to the console by default; we turn that off once per process.
@@ -24,102 +19,13 @@ import atexit
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-from ._errors import ConfigurationError, ConnectionFailed
+from .._errors import ConnectionFailed
+from ._interface import Arg, Lua, RedisAddress, parse_refusal
 
 log = logging.getLogger("aiki.redis")
-
-Arg = str | bytes | int | float
-
-
-class ScriptRefused(Exception):
-    """A Lua transition refused to write (stale revision, wrong status, missing run).
-
-    ``code`` is the first word of the script's error reply (``STALE``, ``MISSING``, ...).
-    Internal: the store turns it into behaviour or public errors.
-    """
-
-    def __init__(self, code: str, detail: str) -> None:
-        self.code = code
-        self.detail = detail
-        super().__init__(f"{code}: {detail}")
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    """Where Redis is, parsed from a ``redis://`` or ``rediss://`` URL."""
-
-    host: str
-    port: int
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisAddress:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("redis", "rediss"):
-            raise ConfigurationError(
-                f"redis_url must start with redis:// or rediss://, got {url!r}"
-            )
-        db = 0
-        path = parsed.path.lstrip("/")
-        if path:
-            try:
-                db = int(path)
-            except ValueError:
-                raise ConfigurationError(
-                    f"redis_url database must be a number, got {path!r}"
-                ) from None
-        try:
-            port = parsed.port or 6379
-        except ValueError:
-            raise ConfigurationError(f"redis_url has an invalid port: {url!r}") from None
-        return cls(
-            host=parsed.hostname or "127.0.0.1",
-            port=port,
-            db=db,
-            username=unquote(parsed.username) if parsed.username else None,
-            password=unquote(parsed.password) if parsed.password else None,
-            tls=parsed.scheme == "rediss",
-        )
-
-
-class Lua:
-    """A Lua script, loaded once per process and called by its SHA (EVALSHA)."""
-
-    def __init__(self, name: str, source: str) -> None:
-        self.name = name
-        self.source = source
-        self._glide_script: Any = None
-
-    def _glide(self) -> Any:
-        if self._glide_script is None:
-            from glide import Script
-
-            if not _loaded_scripts:
-                atexit.register(_drop_glide_scripts)
-            self._glide_script = Script(self.source)
-            _loaded_scripts.append(self)
-        return self._glide_script
-
-
-_loaded_scripts: list[Lua] = []
-
-
-def _drop_glide_scripts() -> None:
-    """Free GLIDE's Script objects at exit while the interpreter is still whole.
-
-    Left for interpreter teardown, ``glide.Script.__del__`` runs after its cffi module is
-    gone and prints "Exception ignored ... TypeError" for every script a process used."""
-    for lua in _loaded_scripts:
-        lua._glide_script = None
-    _loaded_scripts.clear()
 
 
 _logging_configured = False
@@ -145,18 +51,39 @@ def _map_error(exc: BaseException) -> BaseException:
     if isinstance(exc, RequestError) and not isinstance(
         exc, GlideConnectionError | GlideTimeoutError
     ):
-        text = str(exc)
-        code, _, detail = text.partition(":")
-        code = code.strip()
-        if code.isupper() and code.isalpha():
-            return ScriptRefused(code, detail.strip())
-        return exc
+        return parse_refusal(str(exc)) or exc
     if isinstance(exc, GlideConnectionError | ClosingError | GlideTimeoutError):
         return ConnectionFailed(f"Redis: {exc}")
     return exc
 
 
-class Redis:
+def _script(lua: Lua) -> Any:
+    """GLIDE's Script object for ``lua`` (made once per process)."""
+    script = lua.cache.get("glide")
+    if script is None:
+        from glide import Script
+
+        if not _loaded_scripts:
+            atexit.register(_drop_glide_scripts)
+        script = lua.cache["glide"] = Script(lua.source)
+        _loaded_scripts.append(lua)
+    return script
+
+
+_loaded_scripts: list[Lua] = []
+
+
+def _drop_glide_scripts() -> None:
+    """Free GLIDE's Script objects at exit while the interpreter is still whole.
+
+    Left for interpreter teardown, ``glide.Script.__del__`` runs after its cffi module is
+    gone and prints "Exception ignored ... TypeError" for every script a process used."""
+    for lua in _loaded_scripts:
+        lua.cache.pop("glide", None)
+    _loaded_scripts.clear()
+
+
+class GlideRedis:
     """One connection to Redis (GLIDE multiplexes every concurrent call over it)."""
 
     def __init__(self, client: Any, address: RedisAddress, *, blocking: bool) -> None:
@@ -175,7 +102,7 @@ class Redis:
         """Run a Lua script atomically (EVALSHA, loading it on first use)."""
         try:
             return await self._client.invoke_script(
-                lua._glide(), keys=list(keys), args=[str(a) for a in args]
+                _script(lua), keys=list(keys), args=[str(a) for a in args]
             )
         except Exception as exc:
             raise _map_error(exc) from exc
@@ -225,7 +152,7 @@ async def connect(
     name: str = "aiki",
     blocking: bool = False,
     request_timeout: float = 5.0,
-) -> Redis:
+) -> GlideRedis:
     """Open one connection to the Redis at ``url``.
 
     ``blocking=True`` marks a connection reserved for blocking reads; its
@@ -263,14 +190,4 @@ async def connect(
         raise ConnectionFailed(
             f"cannot connect to Redis at {address.host}:{address.port}: {exc}"
         ) from None
-    return Redis(client, address, blocking=blocking)
-
-
-@contextlib.asynccontextmanager
-async def open_redis(url: str, **kwargs: Any) -> AsyncIterator[Redis]:
-    """``async with open_redis(url) as redis:`` — connect, and always close."""
-    redis = await connect(url, **kwargs)
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
+    return GlideRedis(client, address, blocking=blocking)

@@ -1,0 +1,100 @@
+"""The one place that talks to Redis. Nothing else in Aiki imports a Redis library.
+
+Two implementations sit behind one small interface (``_interface.Redis``):
+
+* ``glide`` (default): Valkey GLIDE's async client, native on trio and asyncio.
+* ``redis-py``: redis-py's asyncio client, through trio-asyncio under trio, for set-ups
+  built on redis-py (Sentinel, custom pools).
+
+Choose with ``redis_client=`` on the client (workers and the server follow their client
+or settings) or the ``AIKI_REDIS_CLIENT`` environment variable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .._errors import ConfigurationError
+from ._interface import Arg, Lua, Redis, RedisAddress, ScriptRefused
+
+IMPLEMENTATIONS = ("glide", "redis-py")
+ENV_REDIS_CLIENT = "AIKI_REDIS_CLIENT"
+
+__all__ = [
+    "ENV_REDIS_CLIENT",
+    "IMPLEMENTATIONS",
+    "Arg",
+    "Lua",
+    "Redis",
+    "RedisAddress",
+    "ScriptRefused",
+    "connect",
+    "open_asyncio_bridge",
+    "open_redis",
+    "resolve_implementation",
+]
+
+
+def resolve_implementation(name: str | None = None) -> str:
+    """The implementation to use: ``name``, else ``$AIKI_REDIS_CLIENT``, else glide."""
+    chosen = name or os.environ.get(ENV_REDIS_CLIENT) or "glide"
+    if chosen not in IMPLEMENTATIONS:
+        source = "redis_client" if name else ENV_REDIS_CLIENT
+        raise ConfigurationError(
+            f"{source} must be one of {', '.join(IMPLEMENTATIONS)}, got {chosen!r}"
+        )
+    return chosen
+
+
+async def connect(
+    url: str,
+    *,
+    name: str = "aiki",
+    blocking: bool = False,
+    request_timeout: float = 5.0,
+    implementation: str | None = None,
+) -> Redis:
+    """Open one connection to the Redis at ``url``.
+
+    ``blocking=True`` marks a connection reserved for blocking reads; its
+    ``request_timeout`` must exceed the longest BLOCK issued on it.
+    """
+    if resolve_implementation(implementation) == "redis-py":
+        from . import _redispy
+
+        return await _redispy.connect(
+            url, name=name, blocking=blocking, request_timeout=request_timeout
+        )
+    from . import _glide
+
+    return await _glide.connect(url, name=name, blocking=blocking, request_timeout=request_timeout)
+
+
+@contextlib.asynccontextmanager
+async def open_asyncio_bridge(implementation: str, *, force: bool = False) -> AsyncIterator[None]:
+    """Open a trio-asyncio loop if this trio program needs one and has none: for redis-py
+    (``implementation == "redis-py"``) or asyncio task code (``force``). Under asyncio, or
+    when a loop is already open, it does nothing."""
+    import sniffio
+
+    if (implementation == "redis-py" or force) and sniffio.current_async_library() == "trio":
+        import trio_asyncio
+
+        if trio_asyncio.current_loop.get() is None:
+            async with trio_asyncio.open_loop():
+                yield
+            return
+    yield
+
+
+@contextlib.asynccontextmanager
+async def open_redis(url: str, **kwargs: Any) -> AsyncIterator[Redis]:
+    """``async with open_redis(url) as redis:`` — connect, and always close."""
+    redis = await connect(url, **kwargs)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()

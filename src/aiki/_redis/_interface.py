@@ -1,0 +1,119 @@
+"""What every implementation of Aiki's Redis connection offers, and the shared pieces.
+
+The interface is deliberately small — run one command, run a Lua script, run a batch,
+subscribe and receive pub/sub messages — so that the implementations (valkey-glide, the
+default; redis-py through trio-asyncio) pass the same conformance tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from .._errors import ConfigurationError
+
+Arg = str | bytes | int | float
+
+
+class ScriptRefused(Exception):
+    """A Lua transition refused to write (stale revision, wrong status, missing run).
+
+    ``code`` is the first word of the script's error reply (``STALE``, ``MISSING``, ...).
+    Internal: the store turns it into behaviour or public errors.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
+
+
+def parse_refusal(text: str) -> ScriptRefused | None:
+    """``"STALE run is ..."`` or ``"STALE: run is ..."`` -> ScriptRefused; else None."""
+    head, _, rest = text.strip().partition(" ")
+    code = head.rstrip(":")
+    if code and code.isupper() and code.replace("_", "").isalpha():
+        return ScriptRefused(code, rest.lstrip(": ").strip())
+    return None
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where Redis is, parsed from a ``redis://`` or ``rediss://`` URL."""
+
+    host: str
+    port: int
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisAddress:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ConfigurationError(
+                f"redis_url must start with redis:// or rediss://, got {url!r}"
+            )
+        db = 0
+        path = parsed.path.lstrip("/")
+        if path:
+            try:
+                db = int(path)
+            except ValueError:
+                raise ConfigurationError(
+                    f"redis_url database must be a number, got {path!r}"
+                ) from None
+        try:
+            port = parsed.port or 6379
+        except ValueError:
+            raise ConfigurationError(f"redis_url has an invalid port: {url!r}") from None
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=port,
+            db=db,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            tls=parsed.scheme == "rediss",
+        )
+
+
+class Lua:
+    """A Lua script, loaded once per connection and called by its SHA (EVALSHA).
+
+    Implementations may cache their own script objects in ``cache`` (by implementation)."""
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.cache: dict[str, Any] = {}
+
+
+class Redis(Protocol):
+    """One connection to Redis."""
+
+    address: RedisAddress
+    blocking: bool
+
+    async def command(self, *args: Arg) -> Any:
+        """Run one Redis command and return its reply."""
+
+    async def script(self, lua: Lua, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """Run a Lua script atomically; a refusal raises ScriptRefused."""
+
+    async def batch(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Several commands in one round trip (a pipeline, not a transaction); a command
+        that fails has its (mapped) exception in its reply slot."""
+
+    async def subscribe(self, *channels: str) -> None:
+        """Subscribe this connection (one of its own) to ``channels``."""
+
+    async def next_message(self) -> tuple[str, bytes]:
+        """Wait for the next pub/sub message: (channel, data)."""
+
+    async def aclose(self) -> None:
+        """Close the connection (never raises)."""
