@@ -1,0 +1,1 @@
+"""Aiki's benchmark suite: ``python -m benchmarks`` (see ``benchmarks/README.md``)."""

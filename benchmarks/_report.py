@@ -1,0 +1,297 @@
+"""The printed tables and the target verdicts, from the result document."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Doc = dict[str, Any]
+
+
+def _get(doc: Doc, *path: str) -> Any:
+    cur: Any = doc
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def _peer(doc: Doc, key: str, field: str) -> float | None:
+    value = _get(doc, "peers", "results", key, field)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+    return "\n".join(lines)
+
+
+# -- targets --------------------------------------------------------------------------
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def targets(doc: Doc) -> list[dict[str, Any]]:
+    s = "scenarios"
+    aiki_tp = _get(doc, s, "throughput", "one_worker", "per_s")
+    items: list[tuple[str, Callable[[], float | None], str, float, str]] = [
+        (
+            "one-task throughput >= 1.0x arq",
+            lambda: _ratio(aiki_tp, _peer(doc, "arq_throughput", "per_s")),
+            ">=",
+            1.0,
+            "x",
+        ),
+        (
+            "one-task throughput >= 10x DBOS queued",
+            lambda: _ratio(aiki_tp, _peer(doc, "dbos_queued", "per_s")),
+            ">=",
+            10.0,
+            "x",
+        ),
+        ("latency p50 <= 5 ms", lambda: _get(doc, s, "latency", "p50_ms"), "<=", 5.0, "ms"),
+        ("latency p99 <= 20 ms", lambda: _get(doc, s, "latency", "p99_ms"), "<=", 20.0, "ms"),
+        (
+            "<= 1 ms per memoized step",
+            lambda: _get(doc, s, "steps", "ms_per_step"),
+            "<=",
+            1.0,
+            "ms",
+        ),
+        (
+            "replay of 100 recorded tasks <= 50 ms",
+            lambda: _get(doc, s, "replay", "resume_ms"),
+            "<=",
+            50.0,
+            "ms",
+        ),
+        (
+            "idle worker <= 0.05 CPU s per 10 s",
+            lambda: _get(doc, s, "idle", "worker_cpu_s_per_10s"),
+            "<=",
+            0.05,
+            "s",
+        ),
+        (
+            "RSS growth <= 10 % over the runs",
+            lambda: _get(doc, s, "memory", "growth_pct"),
+            "<=",
+            10.0,
+            "%",
+        ),
+    ]
+    out = []
+    for name, value_fn, op, limit, unit in items:
+        value = value_fn()
+        if value is None:
+            status = "n/a"
+        elif op == ">=":
+            status = "PASS" if value >= limit else "MISS"
+        else:
+            status = "PASS" if value <= limit else "MISS"
+        out.append(
+            {
+                "target": name,
+                "value": None if value is None else round(float(value), 3),
+                "op": op,
+                "limit": limit,
+                "unit": unit,
+                "status": status,
+            }
+        )
+    return out
+
+
+# -- printing -------------------------------------------------------------------------
+
+
+def _aiki_rows(doc: Doc) -> list[list[str]]:
+    s = doc.get("scenarios", {})
+    rows: list[list[str]] = []
+
+    def add(scenario: str, metric: str, value: Any, digits: int = 1) -> None:
+        rows.append([scenario, metric, _fmt(value, digits)])
+
+    for key, label in (
+        ("one_worker", "1 worker"),
+        ("two_workers", "2 workers"),
+        ("one_worker_50_producers", "1 worker, 50 producers (info)"),
+    ):
+        r = _get(s, "throughput", key)
+        if r:
+            add(
+                "throughput",
+                f"{label}: workflows/s ({r['n']} runs; starts took {r['enqueue_s']:.2f} s)",
+                r["per_s"],
+            )
+            cpu = r["cpu_ms_per_run"]
+            add(
+                "throughput",
+                f"{label}: CPU ms/run client / workers / redis",
+                f"{cpu['client_process']:.3f} / {cpu['workers']:.3f} / {cpu['redis']:.3f}",
+            )
+            add("throughput", f"{label}: other load on the machine, cores", r["other_cpu_cores"], 2)
+    r = s.get("latency")
+    if r and "p50_ms" in r:
+        add(
+            "latency",
+            f"p50 / p99 / mean ms ({r['n']} runs)",
+            f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['mean_ms']:.2f}",
+        )
+    r = s.get("steps")
+    if r and "ms_per_step" in r:
+        add("steps", "t1 / t20 mean ms", f"{r['t1_mean_ms']:.2f} / {r['t20_mean_ms']:.2f}")
+        add(
+            "steps",
+            "ms per memoized step (mean; medians)",
+            f"{r['ms_per_step']:.3f}; {r['ms_per_step_from_medians']:.3f}",
+        )
+    r = s.get("replay")
+    if r and "resume_ms" in r:
+        add("replay", "resume of 100 recorded tasks ms (in worker)", r["resume_ms"], 2)
+        add(
+            "replay",
+            "  of which: raise -> fn entry / replay",
+            f"{r['raise_to_entry_ms']:.2f} / {r['replay_in_worker_ms']:.2f}",
+        )
+        add(
+            "replay",
+            "client-observed extra ms (fail-once - plain)",
+            r["client_observed_extra_ms"],
+            2,
+        )
+        add(
+            "replay",
+            "direct in client: load ms / replay ms",
+            f"{r['direct_load_ms']:.2f} / {r['direct_replay_ms']:.2f}",
+        )
+    r = s.get("idle")
+    if r and "worker_cpu_s_per_10s" in r:
+        add(
+            "idle",
+            "worker CPU s per 10 s (stat; schedstat)",
+            f"{r['worker_cpu_s_per_10s']:.3f}; {_fmt(r.get('worker_cpu_s_per_10s_schedstat'), 4)}",
+        )
+        add(
+            "idle",
+            "client process / redis CPU s per 10 s",
+            f"{r['client_process_cpu_s_per_10s']:.3f} / {r['redis_cpu_s_per_10s']:.3f}",
+        )
+    r = s.get("memory")
+    if r and "growth_pct" in r:
+        add(
+            "memory",
+            "worker RSS MB cold / before / after",
+            f"{r['rss_cold_kb'] / 1024:.1f} / {r['rss_before_kb'] / 1024:.1f} / "
+            f"{r['rss_after_kb'] / 1024:.1f}",
+        )
+        add(
+            "memory",
+            f"RSS growth % over {r['runs']:,} runs (from cold)",
+            f"{r['growth_pct']:.2f} ({r['growth_from_cold_pct']:.2f})",
+        )
+    r = s.get("roundtrips")
+    if r and "round_trips_per_run" in r:
+        add("roundtrips", "Redis round trips per one-task workflow", r["round_trips_per_run"], 2)
+    for name, value in s.items():
+        if isinstance(value, dict) and "error" in value:
+            add(name, "ERROR", value["error"][:80])
+    return rows
+
+
+def _peer_rows(doc: Doc) -> list[list[str]]:
+    s = doc.get("scenarios", {})
+
+    def cell(aiki: float | None, key: str, field: str, digits: int = 1) -> str:
+        peer = _peer(doc, key, field)
+        if peer is None:
+            return "-"
+        ratio = _ratio(aiki, peer)
+        text = _fmt(peer, digits)
+        return f"{text} ({ratio:.2f}x)" if ratio is not None else text
+
+    rows: list[list[str]] = []
+    for key, label in (("one_worker", "1 worker"), ("two_workers", "2 workers")):
+        tp = _get(s, "throughput", key, "per_s")
+        rows.append(
+            [
+                f"throughput /s, Aiki {label}",
+                _fmt(tp),
+                cell(tp, "arq_throughput", "per_s"),
+                cell(tp, "saq_throughput", "per_s"),
+                cell(tp, "dbos_queued", "per_s"),
+            ]
+        )
+    for field in ("p50_ms", "p99_ms"):
+        lat = _get(s, "latency", field)
+        rows.append(
+            [
+                f"latency {field.replace('_', ' ')}",
+                _fmt(lat, 2),
+                cell(lat, "arq_latency", field, 2),
+                cell(lat, "saq_latency", field, 2),
+                "-",
+            ]
+        )
+    return rows
+
+
+def render(doc: Doc) -> str:
+    out: list[str] = []
+    out.append("Aiki figures")
+    out.append(_table(["scenario", "metric", "value"], _aiki_rows(doc)))
+    rt = _get(doc, "scenarios", "roundtrips", "by_source")
+    if rt:
+        out.append("")
+        n = _get(doc, "scenarios", "roundtrips", "n")
+        out.append(f"Redis round trips per one-task workflow ({n} sequential runs, MONITOR)")
+        rows = [[r["from"], r["command"], f"{r['per_run']:.2f}", r["why"]] for r in rt]
+        inside = _get(doc, "scenarios", "roundtrips", "commands_inside_scripts_per_run")
+        rows.append(["", "(commands run inside the scripts)", _fmt(inside, 2), "not round trips"])
+        out.append(_table(["from", "command", "per run", "why"], rows))
+    peers = doc.get("peers") or {}
+    out.append("")
+    if peers.get("available"):
+        out.append(
+            "Against the peers (peer figure and the ratio Aiki/peer: "
+            "throughput higher is better, latency lower is better)"
+        )
+        out.append(_table(["metric", "Aiki", "arq", "SAQ", "DBOS queued"], _peer_rows(doc)))
+        versions = {
+            r.get("system"): r.get("version")
+            for r in (peers.get("results") or {}).values()
+            if r.get("system")
+        }
+        out.append(
+            "  peers: "
+            + ", ".join(f"{k} {v}" for k, v in versions.items())
+            + f"; arq/SAQ on the same Redis, DBOS on SQLite; {peers.get('note', '')}"
+        )
+        for key, r in (peers.get("results") or {}).items():
+            if "error" in r:
+                out.append(f"  peer {key}: FAILED ({r['error'][:200]})")
+    else:
+        out.append(f"Peers: not measured ({peers.get('note', 'disabled')})")
+    out.append("")
+    out.append("Targets")
+    rows = []
+    for t in doc.get("targets", []):
+        value = "-" if t["value"] is None else f"{t['value']:g} {t['unit']}"
+        rows.append([t["status"], t["target"], value])
+    out.append(_table(["", "target", "measured"], rows))
+    return "\n".join(out)

@@ -1,0 +1,64 @@
+"""A worker subprocess: ``python -m benchmarks._worker_proc --redis-url URL``.
+
+Serves every benchmark workflow until a line ``stop`` (or end of file) arrives on stdin,
+then stops gracefully. Prints ``READY <pid>`` once subscribed to its streams, and
+``STOPPED <executions finished>`` at the end. Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import trio
+
+import aiki
+
+from ._workflows import ALL
+
+
+async def _wait_for_stop() -> None:
+    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    buf = b""
+    async with stream:
+        while b"stop" not in buf:
+            chunk = await stream.receive_some(1024)
+            if not chunk:
+                return
+            buf += chunk
+
+
+async def serve(args: argparse.Namespace) -> int:
+    async with aiki.client(redis_url=args.redis_url) as client:
+        worker = aiki.worker(
+            client,
+            id=args.id,
+            max_concurrent_workflow_runs=args.concurrency,
+            subscriber=aiki.RedisStreams(block_time=args.block_time),
+        )
+        for wf in ALL:
+            worker.workflow_registry.add(wf)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.start)
+            print(f"READY {os.getpid()}", flush=True)
+            await _wait_for_stop()
+            await worker.stop()
+        print(f"STOPPED {worker.executions_finished}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--redis-url", required=True)
+    p.add_argument("--id", default=None)
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--block-time", type=float, default=1.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    return trio.run(serve, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

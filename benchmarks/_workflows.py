@@ -1,0 +1,89 @@
+"""The workflows the scenarios run. Module level, so worker subprocesses import them.
+
+Every task is a no-op returning its input: the benchmark measures the engine, not work.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiki
+
+
+@aiki.task("bench.noop")
+async def noop(payload: Any) -> Any:
+    return payload
+
+
+# One task: the unit of the throughput, latency, round-trip and memory scenarios.
+one_task = aiki.workflow("bench-one-task")
+
+
+@one_task.v("1")
+async def one_task_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    return await noop.start(ctx, payload)
+
+
+# Twenty tasks: the per-step overhead is (t20 - t1) / 19.
+twenty_tasks = aiki.workflow("bench-twenty-tasks")
+
+
+@twenty_tasks.v("1")
+async def twenty_tasks_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    for i in range(20):
+        await noop.start(ctx, i)
+    return payload
+
+
+REPLAY_TASKS = 100
+
+# A hundred tasks, then an ordinary exception on the first execution only. The
+# workflow's retry policy (two attempts, no delay) re-runs it at once: the second
+# execution replays the hundred recorded tasks and completes.
+replay_once = aiki.workflow("bench-replay-once")
+
+
+class FailOnce(Exception):
+    """Raised by the first execution of ``bench-replay-once``."""
+
+
+# When this process's first execution of a run raised (perf_counter, a system-wide
+# monotonic clock on Linux): the second execution, in the same worker process, measures
+# the whole resume from there.
+_raised_at: dict[str, float] = {}
+
+
+@replay_once.v("1", retry=aiki.Retry.fixed(2, 0.0))
+async def replay_once_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    entered = time.perf_counter()
+    for i in range(REPLAY_TASKS):
+        await noop.start(ctx, i)
+    replayed = time.perf_counter()
+    if ctx.replayed_tasks == 0:  # the first execution: every task ran here
+        _raised_at[ctx.run_id] = time.perf_counter()
+        raise FailOnce("fail once, so that the retry replays the recorded tasks")
+    raised = _raised_at.pop(ctx.run_id, None)
+    return {
+        "replayed_tasks": ctx.replayed_tasks,
+        "executed_tasks": ctx.executed_tasks,
+        "replay_ms": (replayed - entered) * 1000.0,
+        # None when the first execution ran in another process (or this is a replay
+        # outside a worker).
+        "raise_to_entry_ms": None if raised is None else (entered - raised) * 1000.0,
+        "raise_to_replayed_ms": None if raised is None else (replayed - raised) * 1000.0,
+    }
+
+
+# The same hundred tasks without the failure: the baseline the resume is measured against.
+hundred_tasks = aiki.workflow("bench-hundred-tasks")
+
+
+@hundred_tasks.v("1")
+async def hundred_tasks_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    for i in range(REPLAY_TASKS):
+        await noop.start(ctx, i)
+    return {"replayed_tasks": ctx.replayed_tasks, "executed_tasks": ctx.executed_tasks}
+
+
+ALL = [one_task, twenty_tasks, replay_once, hundred_tasks]
