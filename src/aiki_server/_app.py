@@ -1,0 +1,612 @@
+"""The HTTP JSON API: a Quart-Trio app over the state store.
+
+``create_app(settings)`` does no I/O: the Redis connection and the run-ended listener
+are opened when the app starts serving (``before_serving``), in a task of the app's own
+nursery, and closed when it stops (``after_serving``, or cancellation). All Redis state
+goes through :class:`aiki._store.Store`; this module imports no Redis library.
+
+Every response is JSON (``/metrics`` excepted); every error is
+``{"error": {"type": ..., "message": ..., "field": ...}}`` with a 4xx/5xx status, and a
+rejected request writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from typing import Any
+
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from aiki import (
+    ConfigurationError,
+    ConnectionFailed,
+    InvalidPayload,
+    RunConflict,
+    RunNotFound,
+    _serde,
+)
+from aiki._notify import RunEndedListener, wait_for_end
+from aiki._redis import connect
+from aiki._schedules import serve_schedules
+from aiki._store import Keys, Store
+from aiki._store._keys import RUN_STATUSES
+from aiki._store._store import new_run_id
+from aiki._timers import serve_timers
+
+from ._settings import Settings
+
+log = logging.getLogger("aiki_server")
+
+API = "/api/v1"
+DEFAULT_WAIT = 30.0
+MAX_LIST_LIMIT = 500
+START_FIELDS = frozenset(
+    {"workflow", "version", "payload", "reference_id", "on_conflict", "start_at_ms", "timeout"}
+)
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_ERROR_TYPES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {...}}`` with ``status``."""
+
+    def __init__(
+        self, status: int, type: str, message: str, field: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {"type": self.type, "message": self.message, "field": self.field, **self.extra}
+        }
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # Our own compact encoder: key order of user payloads is kept, not sorted.
+    return Response(
+        _serde.dumps(data, what="response"),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def _error(
+    status: int, type: str, message: str, field: str | None = None, **extra: Any
+) -> Response:
+    return json_response(ApiError(status, type, message, field, **extra).body(), status)
+
+
+class AppState:
+    """What one app holds while serving: its Store, listener and metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.listener: RunEndedListener | None = None
+        self.redis_url: str | None = settings.redis_url
+        self.startup_error: BaseException | None = None
+        self._scope: trio.CancelScope | None = None
+        self._closed = trio.Event()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "aiki_http_requests",
+            "HTTP requests answered, by method, route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+
+    def require_store(self) -> Store:
+        if self.store is None:
+            raise ApiError(503, "unavailable", "the server is not connected to Redis yet")
+        return self.store
+
+    def require_listener(self) -> RunEndedListener:
+        if self.listener is None:
+            raise ApiError(503, "unavailable", "the server is not connected to Redis yet")
+        return self.listener
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Hold the Redis connection and the listener until cancelled."""
+        settings = self.settings
+        self._closed = trio.Event()  # an app may be served more than once
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with contextlib.AsyncExitStack() as stack:
+                    url = settings.redis_url
+                    if url is None:
+                        raise ConfigurationError(
+                            "the Aiki server needs a Redis URL: set AIKI_REDIS_URL or "
+                            "Settings(redis_url=...) (serve_server and `aiki dev` can run an "
+                            "embedded Redis instead)"
+                        )
+                    redis = await connect(url, name="aiki-server")
+                    stack.push_async_callback(_shielded(redis.aclose))
+                    store = Store(redis, Keys(settings.prefix))
+                    listener = RunEndedListener(url, store, name="aiki-server-notify")
+                    nursery = await stack.enter_async_context(trio.open_nursery())
+                    await nursery.start(listener.serve)
+                    if settings.daemons:
+                        # Safe with several servers on one Redis: each timer and each
+                        # schedule occurrence is fired by one atomic script, once.
+                        await nursery.start(serve_timers, store)
+                        await nursery.start(serve_schedules, store)
+                    self.redis_url, self.store, self.listener = url, store, listener
+                    log.info("aiki server connected to Redis (prefix %r)", settings.prefix)
+                    task_status.started()
+                    await trio.sleep_forever()
+        finally:
+            self.store = self.listener = None
+            self._closed.set()
+
+    async def close(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._closed.wait()
+
+
+def _shielded(fn: Any) -> Any:
+    async def call() -> None:
+        with trio.CancelScope(shield=True):
+            await fn()
+
+    return call
+
+
+# -- request parsing ------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_body(data: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}", "body") from None
+    if not isinstance(body, dict):
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"the body must be a JSON object, got {type(body).__name__}",
+            "body",
+        )
+    return body
+
+
+def _required_string(body: dict[str, Any], field: str) -> str:
+    if field not in body:
+        raise ApiError(422, "validation_error", f"{field} is required", field)
+    value = body[field]
+    if not isinstance(value, str) or not value:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"{field} must be a non-empty string, got {_json_type(value)}",
+            field,
+        )
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "an empty string" if not value else "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _query_int(name: str, default: int | None, low: int, high: int | None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            422, "validation_error", f"{name} must be an integer, got {raw!r}", name
+        ) from None
+    if value < low or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ApiError(422, "validation_error", f"{name} must be {bounds}, got {value}", name)
+    return value
+
+
+def _check_query(allowed: set[str]) -> None:
+    for name in request.args:
+        if name not in allowed:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"unknown query parameter {name!r} (allowed: {', '.join(sorted(allowed))})",
+                name,
+            )
+
+
+# -- the app --------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None) -> QuartTrio:
+    """The Aiki server as a Quart-Trio app. Does no I/O until it starts serving."""
+    settings = settings if settings is not None else Settings.from_env()
+    app = QuartTrio("aiki_server")
+    # Room for a payload of max_payload_bytes written with whitespace or escapes; the
+    # payload itself is measured exactly once parsed.
+    app.config["MAX_CONTENT_LENGTH"] = 4 * settings.max_payload_bytes + 65_536
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 5
+    state = AppState(settings)
+    app.extensions["aiki"] = state
+
+    @app.before_serving
+    async def _open() -> None:
+        state.startup_error = None
+        try:
+            await app.nursery.start(state.run)
+        except Exception as exc:
+            state.startup_error = _single_leaf(exc)
+            raise
+
+    @app.after_serving
+    async def _close() -> None:
+        await state.close()
+
+    @app.after_request
+    async def _count(response: Response) -> Response:
+        rule = request.url_rule
+        method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+        route = rule.rule if rule is not None else "unmatched"
+        state.requests.labels(method, route, str(response.status_code)).inc()
+        return response
+
+    # -- errors -----------------------------------------------------------------------
+
+    @app.errorhandler(ApiError)
+    async def _api_error(exc: ApiError) -> Response:
+        return json_response(exc.body(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        kind = _ERROR_TYPES.get(status, "http_error")
+        message = exc.description or exc.name
+        field = None
+        if status == 404:
+            message = f"no route {request.method} {request.path}"
+        elif status == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        elif status == 413:
+            message = (
+                f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes "
+                f"(payloads may be at most {settings.max_payload_bytes} bytes)"
+            )
+            field = "payload"
+        response = _error(status, kind, message, field)
+        if status == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(ConnectionFailed)
+    async def _unavailable(exc: ConnectionFailed) -> Response:
+        log.warning("%s %s: Redis unavailable: %s", request.method, request.path, exc)
+        return _error(503, "unavailable", "Redis is unavailable; try again later")
+
+    @app.errorhandler(Exception)
+    async def _internal(exc: Exception) -> Response:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return _error(500, "internal_error", "internal server error")
+
+    # -- probes and metrics -----------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        store = state.store
+        if store is None or state.listener is None:
+            return json_response({"status": "unavailable", "redis": "not connected"}, 503)
+        pong = None
+        with trio.move_on_after(2.0):
+            try:
+                pong = await store.redis.command("PING")
+            except ConnectionFailed:
+                pong = None
+        if pong not in (b"PONG", "PONG"):
+            return json_response({"status": "unavailable", "redis": "no answer to PING"}, 503)
+        return json_response({"status": "ok", "redis": "ok"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(state.registry), content_type=CONTENT_TYPE_LATEST)
+
+    # -- runs -------------------------------------------------------------------------
+
+    @app.post(f"{API}/runs")
+    async def start_run() -> Response:
+        data = await request.get_data(cache=False, as_text=False)
+        body = _parse_body(data if isinstance(data, bytes) else data.encode())
+        workflow = _required_string(body, "workflow")
+        version = _required_string(body, "version")
+        reference_id = body.get("reference_id")
+        if reference_id is not None and (not isinstance(reference_id, str) or not reference_id):
+            raise ApiError(
+                422,
+                "validation_error",
+                f"reference_id must be a non-empty string or null, got {_json_type(reference_id)}",
+                "reference_id",
+            )
+        on_conflict = body.get("on_conflict")
+        if on_conflict is None:
+            on_conflict = "error"
+        if on_conflict not in ("error", "return_existing"):
+            raise ApiError(
+                422,
+                "validation_error",
+                "on_conflict must be 'error' or 'return_existing'",
+                "on_conflict",
+            )
+        start_at_ms = body.get("start_at_ms")
+        if start_at_ms is not None and (
+            not isinstance(start_at_ms, int) or isinstance(start_at_ms, bool) or start_at_ms < 0
+        ):
+            raise ApiError(
+                422,
+                "validation_error",
+                "start_at_ms must be a Unix time in milliseconds (an integer >= 0) or null",
+                "start_at_ms",
+            )
+        run_timeout = body.get("timeout")
+        if run_timeout is not None and (
+            not isinstance(run_timeout, int | float)
+            or isinstance(run_timeout, bool)
+            or not math.isfinite(run_timeout)
+            or run_timeout <= 0
+        ):
+            raise ApiError(
+                422,
+                "validation_error",
+                "timeout must be a number of seconds > 0 or null",
+                "timeout",
+            )
+        # Unknown fields are refused, not ignored: a field this server does not know
+        # (a newer client's option, a typo) would otherwise be silently dropped.
+        unknown = sorted(set(body) - START_FIELDS)
+        if unknown:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(START_FIELDS))})",
+                unknown[0],
+            )
+        try:
+            payload_json = _serde.dumps(body.get("payload"), what="payload")
+        except (InvalidPayload, RecursionError) as exc:
+            raise ApiError(422, "validation_error", str(exc), "payload") from None
+        size = len(payload_json.encode("utf-8"))
+        if size > settings.max_payload_bytes:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"payload is {size} bytes as compact JSON; the limit is "
+                f"{settings.max_payload_bytes}",
+                "payload",
+                limit=settings.max_payload_bytes,
+            )
+        store = state.require_store()
+        if not await store.workflow_known(workflow, version):
+            known = [
+                w["version"] for w in await store.list_workflows() if w["workflow"] == workflow
+            ]
+            if known:
+                raise ApiError(
+                    404,
+                    "unknown_workflow",
+                    f"workflow {workflow!r} has no version {version!r} "
+                    f"(known versions: {', '.join(known)})",
+                    "version",
+                    known_versions=known,
+                )
+            raise ApiError(
+                404,
+                "unknown_workflow",
+                f"unknown workflow {workflow!r}: no worker has registered it",
+                "workflow",
+            )
+        run_id = new_run_id()
+        try:
+            started = await store.start_run(
+                workflow,
+                version,
+                payload_json,
+                run_id=run_id,
+                reference_id=reference_id,
+                on_conflict=on_conflict,
+                start_at_ms=start_at_ms,
+                timeout=run_timeout,
+            )
+        except RunConflict as exc:
+            raise ApiError(409, "run_conflict", str(exc), "reference_id") from None
+        location = {"Location": f"{API}/runs/{started}"}
+        if started == run_id and start_at_ms is None:
+            out = {
+                "id": run_id,
+                "workflow": workflow,
+                "version": version,
+                "status": "queued",
+                "reference_id": reference_id,
+                "created": True,
+            }
+            return json_response(out, 201, location)
+        if started == run_id:
+            # Delayed start: ``scheduled`` unless the time had already come (Redis decides).
+            created = await store.get_run(started)
+            out = created.to_json() if created is not None else {"id": started}
+            out["created"] = True
+            return json_response(out, 201, location)
+        # An idempotent repeat: the existing run, as it is now.
+        existing = await store.get_run(started)
+        out = existing.to_json() if existing is not None else {"id": started}
+        out["created"] = False
+        return json_response(out, 200, location)
+
+    @app.get(f"{API}/runs")
+    async def list_runs() -> Response:
+        _check_query({"status", "workflow", "limit", "cursor"})
+        status = request.args.get("status") or None
+        if status is not None and status not in RUN_STATUSES:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}",
+                "status",
+            )
+        workflow = request.args.get("workflow") or None
+        limit = _query_int("limit", 50, 1, MAX_LIST_LIMIT)
+        assert limit is not None
+        cursor = _parse_cursor(request.args.get("cursor"))
+        runs = await _list_page(state.require_store(), status, workflow, limit, cursor)
+        page = runs[:limit]
+        next_cursor = f"{page[-1].created_at}:{page[-1].id}" if len(runs) > limit else None
+        return json_response({"runs": [r.to_json() for r in page], "next_cursor": next_cursor})
+
+    @app.get(f"{API}/runs/<run_id>")
+    async def get_run(run_id: str) -> Response:
+        run = await state.require_store().get_run(run_id, with_tasks=True)
+        if run is None:
+            raise _run_not_found(run_id)
+        return json_response(run.to_json())
+
+    @app.get(f"{API}/runs/<run_id>/wait")
+    async def wait_run(run_id: str) -> Response:
+        _check_query({"timeout"})
+        timeout = min(DEFAULT_WAIT, settings.max_wait)
+        raw = request.args.get("timeout")
+        if raw:
+            try:
+                timeout = float(raw)
+            except ValueError:
+                timeout = math.nan
+            if not math.isfinite(timeout) or timeout < 0:
+                raise ApiError(
+                    422,
+                    "validation_error",
+                    f"timeout must be a number of seconds >= 0, got {raw!r}",
+                    "timeout",
+                )
+            # A longer wish is served as a shorter long-poll; clients poll again.
+            timeout = min(timeout, settings.max_wait)
+        store = state.require_store()
+        try:
+            outcome = await wait_for_end(state.require_listener(), store, run_id, timeout)
+        except RunNotFound:
+            raise _run_not_found(run_id) from None
+        if outcome is not None and outcome.get("status") == "missing":
+            raise _run_not_found(run_id)
+        run = await store.get_run(run_id, with_tasks=True)
+        if run is None:
+            raise _run_not_found(run_id)
+        return json_response(run.to_json())
+
+    # -- workflows --------------------------------------------------------------------
+
+    @app.get(f"{API}/workflows")
+    async def list_workflows() -> Response:
+        return json_response({"workflows": await state.require_store().list_workflows()})
+
+    return app
+
+
+def _parse_cursor(raw: str | None) -> tuple[int, str | None] | None:
+    """``<ms>`` (runs created before that time) or ``<ms>:<id>`` (a ``next_cursor``)."""
+    if not raw:
+        return None
+    ms, sep, run_id = raw.partition(":")
+    try:
+        value = int(ms)
+    except ValueError:
+        value = -1
+    if value < 0 or (sep and not run_id):
+        raise ApiError(
+            422,
+            "validation_error",
+            f"cursor must be a next_cursor from a previous page or a time in ms, got {raw!r}",
+            "cursor",
+        )
+    return value, run_id or None
+
+
+async def _list_page(
+    store: Store,
+    status: str | None,
+    workflow: str | None,
+    limit: int,
+    cursor: tuple[int, str | None] | None,
+) -> list[Any]:
+    """Up to ``limit + 1`` runs after ``cursor``, newest first (the extra one says
+    whether there is a next page).
+
+    Runs are ordered by (creation ms, id), both descending, as the runs index returns
+    them. A cursor ``(ms, id)`` continues right after that run, so runs created in the
+    same millisecond as a page's last run are not skipped (a bare ms cursor would).
+    """
+    want = limit + 1
+    if cursor is None or cursor[1] is None:
+        before = cursor[0] if cursor else None
+        return await store.list_runs(status=status, workflow=workflow, limit=want, before=before)
+    ms, last_id = cursor
+    assert last_id is not None
+    extra = 16
+    while True:
+        got = await store.list_runs(
+            status=status, workflow=workflow, limit=want + extra, before=ms + 1
+        )
+        keep = [r for r in got if not (r.created_at == ms and r.id >= last_id)]
+        if len(keep) >= want or len(got) < want + extra:
+            return keep[:want]
+        extra *= 4
+
+
+def _run_not_found(run_id: str) -> ApiError:
+    return ApiError(404, "run_not_found", f"no run with id {run_id!r}", "run_id")
+
+
+def app_state(app: QuartTrio) -> AppState:
+    """The :class:`AppState` of an app made by :func:`create_app`."""
+    state: AppState = app.extensions["aiki"]
+    return state
+
+
+def _single_leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

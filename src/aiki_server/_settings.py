@@ -1,0 +1,142 @@
+"""The server's settings: one frozen value, built from arguments or the environment.
+
+Making a :class:`Settings` has no side effects (no connection, no file, no port), so the
+app module can build one at import time and the CLI can build one from its flags.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from aiki import ConfigurationError
+from aiki._redis import RedisAddress
+
+#: Environment variable -> (Settings field, parser).
+_ENV = {
+    "AIKI_REDIS_URL": "redis_url",
+    "AIKI_HOST": "host",
+    "AIKI_PORT": "port",
+    "AIKI_PREFIX": "prefix",
+    "AIKI_MAX_PAYLOAD_BYTES": "max_payload_bytes",
+    "AIKI_MAX_WAIT": "max_wait",
+    "AIKI_DATA_DIR": "data_dir",
+    "AIKI_DAEMONS": "daemons",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an Aiki server needs to know.
+
+    ``redis_url``: the Redis holding all state (``redis://`` or ``rediss://``). The app
+    itself requires one; :func:`aiki_server.serve_server` given ``None`` runs an embedded
+    Redis child process with its AOF in ``data_dir`` (a temporary directory, lost on
+    exit, when ``data_dir`` is ``None`` too): for development, never for production.
+
+    ``host``/``port``: where to listen (``port=0`` picks a free port; the handle from
+    :func:`aiki_server.serve_server` says which). ``prefix``: the Redis key prefix, the
+    same as the workers' and clients'. ``max_payload_bytes``: the largest run payload
+    accepted, as compact UTF-8 JSON. ``max_wait``: the longest long-poll in seconds
+    (longer ``/wait?timeout=`` values are clamped to it). ``daemons``: run the timer and
+    schedule daemons (safe on several servers at once; turn off for API-only replicas).
+    """
+
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 9090
+    prefix: str = "aiki"
+    max_payload_bytes: int = 1_000_000
+    max_wait: float = 60.0
+    data_dir: str | None = None
+    daemons: bool = True
+
+    def __post_init__(self) -> None:
+        if self.redis_url is not None:
+            if not isinstance(self.redis_url, str):
+                raise ConfigurationError(f"redis_url must be a string, got {self.redis_url!r}")
+            RedisAddress.from_url(self.redis_url)  # parses only; raises ConfigurationError
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigurationError(f"host must be a non-empty string, got {self.host!r}")
+        if (
+            not isinstance(self.port, int)
+            or isinstance(self.port, bool)
+            or not 0 <= self.port <= 65535
+        ):
+            raise ConfigurationError(f"port must be an integer in 0..65535, got {self.port!r}")
+        if (
+            not isinstance(self.prefix, str)
+            or not self.prefix
+            or any(c in self.prefix for c in "{} \t\r\n")
+        ):
+            raise ConfigurationError(
+                f"prefix must be a non-empty string without braces or spaces, got {self.prefix!r}"
+            )
+        if (
+            not isinstance(self.max_payload_bytes, int)
+            or isinstance(self.max_payload_bytes, bool)
+            or self.max_payload_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_payload_bytes must be a positive integer, got {self.max_payload_bytes!r}"
+            )
+        if (
+            not isinstance(self.max_wait, int | float)
+            or isinstance(self.max_wait, bool)
+            or not math.isfinite(self.max_wait)
+            or self.max_wait < 0
+        ):
+            raise ConfigurationError(
+                f"max_wait must be a finite number of seconds >= 0, got {self.max_wait!r}"
+            )
+        if not isinstance(self.daemons, bool):
+            raise ConfigurationError(f"daemons must be True or False, got {self.daemons!r}")
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
+            raise ConfigurationError(f"data_dir must be a non-empty path, got {self.data_dir!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``AIKI_*`` environment variables (unset ones keep their defaults).
+
+        Reads ``AIKI_REDIS_URL``, ``AIKI_HOST``, ``AIKI_PORT``, ``AIKI_PREFIX``,
+        ``AIKI_MAX_PAYLOAD_BYTES``, ``AIKI_MAX_WAIT``, ``AIKI_DATA_DIR`` and
+        ``AIKI_DAEMONS`` (``1``/``0``, ``true``/``false``); an empty value counts as
+        unset. Keyword ``overrides`` win over the environment. A bad value raises
+        :class:`aiki.ConfigurationError` naming the variable.
+        """
+        env = os.environ if environ is None else environ
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for var, name in _ENV.items():
+            raw = env.get(var, "").strip()
+            if not raw or name in overrides:
+                continue
+            try:
+                values[name] = _parse(raw, str(types[name]))
+                cls(**{name: values[name]})  # validate this one value, to name its variable
+            except (ValueError, ConfigurationError) as exc:
+                detail = str(exc) if isinstance(exc, ConfigurationError) else f"got {raw!r}"
+                raise ConfigurationError(f"{var} is invalid: {detail}") from None
+        values.update(overrides)
+        return cls(**values)
+
+
+def _parse(raw: str, type_name: str) -> Any:
+    if type_name == "bool":
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(raw)
+    if type_name.startswith("int"):
+        return int(raw)
+    if type_name.startswith("float"):
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
+        return value
+    return raw
