@@ -28,8 +28,10 @@ from aiki import (
     ConfigurationError,
     ConnectionFailed,
     InvalidPayload,
+    InvalidState,
     RunConflict,
     RunNotFound,
+    _schedules,
     _serde,
 )
 from aiki._notify import RunEndedListener, wait_for_end
@@ -535,6 +537,124 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         if run is None:
             raise _run_not_found(run_id)
         return json_response(run.to_json())
+
+    # -- control ----------------------------------------------------------------------
+
+    async def _control_body(allowed: set[str]) -> dict[str, Any]:
+        raw = await request.get_data()
+        body = _parse_body(raw) if raw.strip() else {}
+        for name in body:
+            if name not in allowed:
+                raise ApiError(422, "validation_error", f"unknown field {name!r}", name)
+        return body
+
+    async def _controlled(run_id: str, action: Any) -> Response:
+        try:
+            result = await action()
+        except RunNotFound:
+            raise _run_not_found(run_id) from None
+        except InvalidState as exc:
+            raise ApiError(409, "invalid_state", str(exc)) from None
+        run = await state.require_store().get_run(run_id)
+        return json_response({"result": result, "run": run.to_json() if run else None})
+
+    @app.post(f"{API}/runs/<run_id>/cancel")
+    async def cancel_run(run_id: str) -> Response:
+        body = await _control_body({"reason"})
+        reason = body.get("reason") or "cancelled"
+        if not isinstance(reason, str):
+            raise ApiError(422, "validation_error", "reason must be a string", "reason")
+        return await _controlled(run_id, lambda: state.require_store().cancel_run(run_id, reason))
+
+    @app.post(f"{API}/runs/<run_id>/pause")
+    async def pause_run(run_id: str) -> Response:
+        await _control_body(set())
+        return await _controlled(run_id, lambda: state.require_store().pause_run(run_id))
+
+    @app.post(f"{API}/runs/<run_id>/resume")
+    async def resume_run(run_id: str) -> Response:
+        await _control_body(set())
+        return await _controlled(run_id, lambda: state.require_store().resume_run(run_id))
+
+    @app.post(f"{API}/runs/<run_id>/wakeup")
+    async def wakeup_run(run_id: str) -> Response:
+        body = await _control_body({"name"})
+        name = _required_string(body, "name")
+        return await _controlled(run_id, lambda: state.require_store().wake_sleep(run_id, name))
+
+    @app.post(f"{API}/runs/<run_id>/events")
+    async def send_event(run_id: str) -> Response:
+        body = await _control_body({"name", "data", "reference_id"})
+        name = _required_string(body, "name")
+        reference_id = body.get("reference_id")
+        if reference_id is not None and (not isinstance(reference_id, str) or not reference_id):
+            raise ApiError(
+                422,
+                "validation_error",
+                "reference_id must be a non-empty string",
+                "reference_id",
+            )
+        data_json = _serde.dumps(body.get("data"), what="event data")
+        if len(data_json.encode()) > settings.max_payload_bytes:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"event data is larger than {settings.max_payload_bytes} bytes",
+                "data",
+            )
+        return await _controlled(
+            run_id,
+            lambda: state.require_store().send_event(
+                run_id, name, data_json, reference_id=reference_id
+            ),
+        )
+
+    # -- schedules --------------------------------------------------------------------
+
+    @app.get(f"{API}/schedules")
+    async def list_schedules() -> Response:
+        return json_response({"schedules": await _schedules.list_schedules(state.require_store())})
+
+    @app.post(f"{API}/schedules")
+    async def create_schedule() -> Response:
+        body = _parse_body(await request.get_data())
+        allowed = {"id", "workflow", "version", "payload", "cron", "every", "overlap"}
+        for name in body:
+            if name not in allowed:
+                raise ApiError(422, "validation_error", f"unknown field {name!r}", name)
+        for name in ("id", "workflow", "version"):
+            _required_string(body, name)
+        every = body.get("every")
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int | float)):
+            raise ApiError(422, "validation_error", "every must be a number of seconds", "every")
+        try:
+            schedule = _schedules.Schedule.from_json(body)
+        except (ConfigurationError, InvalidPayload, TypeError) as exc:
+            field = (
+                "cron"
+                if "cron" in str(exc)
+                else "every"
+                if "every" in str(exc)
+                else ("overlap" if "overlap" in str(exc) else None)
+            )
+            raise ApiError(422, "validation_error", str(exc), field) from None
+        store = state.require_store()
+        if not await store.workflow_known(schedule.workflow, schedule.version):
+            raise ApiError(
+                404,
+                "unknown_workflow",
+                f"unknown workflow {schedule.workflow!r} version {schedule.version!r}",
+                "workflow",
+            )
+        first = await _schedules.create_schedule(store, schedule)
+        return json_response({**schedule.to_json(), "next_at": first}, 201)
+
+    @app.delete(f"{API}/schedules/<schedule_id>")
+    async def delete_schedule(schedule_id: str) -> Response:
+        deleted = await _schedules.delete_schedule(state.require_store(), schedule_id)
+        if not deleted:
+            raise ApiError(404, "not_found", f"no schedule with id {schedule_id!r}")
+        return json_response({"deleted": True, "id": schedule_id})
 
     # -- workflows --------------------------------------------------------------------
 
