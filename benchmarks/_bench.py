@@ -78,9 +78,16 @@ class Bench:
         self.admin.command("CONFIG", "RESETSTAT")
 
     @contextlib.asynccontextmanager
-    async def workers(self, count: int = 1, *, tag: str = "w") -> AsyncIterator[list[Child]]:
+    async def workers(
+        self, count: int = 1, *, tag: str = "w", env: dict[str, str] | None = None
+    ) -> AsyncIterator[list[Child]]:
         async with worker_processes(
-            self.redis_url, count, self.log_dir, concurrency=self.sizes.concurrency, tag=tag
+            self.redis_url,
+            count,
+            self.log_dir,
+            concurrency=self.sizes.concurrency,
+            tag=tag,
+            env=env,
         ) as children:
             yield children
 

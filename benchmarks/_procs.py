@@ -82,7 +82,9 @@ class Child:
         return last
 
 
-async def _spawn(name: str, module: str, args: list[str], log_dir: Path) -> Child:
+async def _spawn(
+    name: str, module: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
+) -> Child:
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")  # noqa: ASYNC230 - a local file, opened once per child
     try:
@@ -92,7 +94,7 @@ async def _spawn(name: str, module: str, args: list[str], log_dir: Path) -> Chil
             stdout=subprocess.PIPE,
             stderr=log,
             cwd=ROOT,
-            env=child_env(),
+            env={**child_env(), **(env or {})},
         )
     finally:
         log.close()  # the child holds its own descriptor
@@ -107,6 +109,7 @@ async def worker_processes(
     *,
     concurrency: int = 50,
     tag: str = "w",
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[list[Child]]:
     """``count`` worker subprocesses, each subscribed (READY) when the body runs."""
     children: list[Child] = []
@@ -124,6 +127,7 @@ async def worker_processes(
                     str(concurrency),
                 ],
                 log_dir,
+                env,
             )
             children.append(child)
         for child in children:

@@ -208,6 +208,15 @@ def _aiki_rows(doc: Doc) -> list[list[str]]:
     r = s.get("roundtrips")
     if r and "round_trips_per_run" in r:
         add("roundtrips", "Redis round trips per one-task workflow", r["round_trips_per_run"], 2)
+    r = s.get("redis_clients")
+    if r and "glide" in r:
+        for impl in ("glide", "redis-py"):
+            v = r.get(impl) or {}
+            add(
+                "redis_clients",
+                f"{impl}: CPU us/call, ops/s; one-task workflows/s ({v.get('n')} runs)",
+                f"{v.get('cpu_us_per_call')} us, {v.get('ops_per_s')}; {v.get('workflows_per_s')}",
+            )
     for name, value in s.items():
         if isinstance(value, dict) and "error" in value:
             add(name, "ERROR", value["error"][:80])

@@ -14,7 +14,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SCENARIOS = {"throughput", "latency", "steps", "replay", "idle", "memory", "roundtrips"}
+SCENARIOS = {
+    "throughput",
+    "latency",
+    "steps",
+    "replay",
+    "idle",
+    "memory",
+    "roundtrips",
+    "redis_clients",
+}
 
 
 def test_quick_benchmark_writes_every_scenario(tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from . import idle, latency, memory, replay, roundtrips, steps, throughput
+from . import idle, latency, memory, redis_clients, replay, roundtrips, steps, throughput
 
-SCENARIOS = {m.NAME: m for m in (throughput, latency, steps, replay, idle, memory, roundtrips)}
+SCENARIOS = {
+    m.NAME: m for m in (throughput, latency, steps, replay, idle, memory, roundtrips, redis_clients)
+}
 
 __all__ = ["SCENARIOS"]
