@@ -153,7 +153,8 @@ def free_port() -> int:
 
 
 def _is_pong(reply: bytes) -> bool:
-    return reply.startswith(b"+PONG")
+    # A server started with a password answers PING with NOAUTH: it is up all the same.
+    return reply.startswith((b"+PONG", b"-NOAUTH"))
 
 
 def _ping_sync(port: int, timeout: float = _PING_TIMEOUT) -> bool:

@@ -83,6 +83,10 @@ def _drop_glide_scripts() -> None:
     _loaded_scripts.clear()
 
 
+def _redact(text: str, address: RedisAddress) -> str:
+    return text.replace(address.password, "***") if address.password else text
+
+
 class GlideRedis:
     """One connection to Redis (GLIDE multiplexes every concurrent call over it)."""
 
@@ -173,6 +177,24 @@ async def connect(
         if address.password
         else None
     )
+    advanced = None
+    if address.tls and (address.tls_ca_path or address.tls_cert_path or address.tls_insecure):
+        from glide import AdvancedGlideClientConfiguration, TlsAdvancedConfiguration
+
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+
+        advanced = AdvancedGlideClientConfiguration(
+            tls_config=TlsAdvancedConfiguration(
+                use_insecure_tls=address.tls_insecure or None,
+                root_pem_cacerts=read(address.tls_ca_path),
+                client_cert_pem=read(address.tls_cert_path),
+                client_key_pem=read(address.tls_key_path),
+            )
+        )
     config = GlideClientConfiguration(
         [NodeAddress(address.host, address.port)],
         use_tls=address.tls,
@@ -180,6 +202,7 @@ async def connect(
         database_id=address.db,
         client_name=name,
         request_timeout=int(request_timeout * 1000),
+        advanced_config=advanced,
         reconnect_strategy=BackoffStrategy(
             num_of_retries=8, factor=50, exponent_base=2, jitter_percent=20
         ),
@@ -188,6 +211,7 @@ async def connect(
         client = await GlideClient.create(config)
     except Exception as exc:
         raise ConnectionFailed(
-            f"cannot connect to Redis at {address.host}:{address.port}: {exc}"
+            f"cannot connect to Redis at {address.host}:{address.port}"
+            f"{' (TLS)' if address.tls else ''}: {_redact(str(exc), address)}"
         ) from None
     return GlideRedis(client, address, blocking=blocking)

@@ -8,10 +8,11 @@ default; redis-py through trio-asyncio) pass the same conformance tests.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from .._errors import ConfigurationError
 
@@ -50,13 +51,24 @@ class RedisAddress:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    # TLS options from the URL's query (redis-py's names): ssl_ca_certs, ssl_certfile,
+    # ssl_keyfile (paths), ssl_cert_reqs=none (no verification; tests only).
+    tls_ca_path: str | None = None
+    tls_cert_path: str | None = None
+    tls_key_path: str | None = None
+    tls_insecure: bool = False
+
+    def __repr__(self) -> str:  # never show the password
+        auth = f"{self.username or ''}:***@" if self.password else ""
+        scheme = "rediss" if self.tls else "redis"
+        return f"RedisAddress({scheme}://{auth}{self.host}:{self.port}/{self.db})"
 
     @classmethod
     def from_url(cls, url: str) -> RedisAddress:
         parsed = urlparse(url)
         if parsed.scheme not in ("redis", "rediss"):
             raise ConfigurationError(
-                f"redis_url must start with redis:// or rediss://, got {url!r}"
+                f"redis_url must start with redis:// or rediss://, got {parsed.scheme!r}://..."
             )
         db = 0
         path = parsed.path.lstrip("/")
@@ -70,7 +82,21 @@ class RedisAddress:
         try:
             port = parsed.port or 6379
         except ValueError:
-            raise ConfigurationError(f"redis_url has an invalid port: {url!r}") from None
+            raise ConfigurationError("redis_url has an invalid port") from None
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        known = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"}
+        for name in query:
+            if name not in known:
+                raise ConfigurationError(
+                    f"redis_url has an unknown option {name!r} (known: {', '.join(sorted(known))})"
+                )
+        if query and parsed.scheme != "rediss":
+            raise ConfigurationError("redis_url TLS options need the rediss:// scheme")
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            if name in query and not os.path.isfile(query[name]):
+                raise ConfigurationError(f"redis_url {name}: no such file {query[name]!r}")
+        if query.get("ssl_cert_reqs", "required") not in ("required", "none"):
+            raise ConfigurationError("redis_url ssl_cert_reqs must be 'required' or 'none'")
         return cls(
             host=parsed.hostname or "127.0.0.1",
             port=port,
@@ -78,6 +104,10 @@ class RedisAddress:
             username=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
             tls=parsed.scheme == "rediss",
+            tls_ca_path=query.get("ssl_ca_certs"),
+            tls_cert_path=query.get("ssl_certfile"),
+            tls_key_path=query.get("ssl_keyfile"),
+            tls_insecure=query.get("ssl_cert_reqs") == "none",
         )
 
 
