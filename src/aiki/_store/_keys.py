@@ -20,11 +20,17 @@ key                                            type    what
 ``{p}:schedules``                              hash    schedule id -> definition (JSON)
 ``{p}:schedules:due``                          zset    schedule id -> next occurrence (ms)
 ``{p}:schedules:last-run``                     hash    schedule id -> its latest run id
+``{p}:config``                                 hash    deployment settings the scripts read
+                                                       (``retention_ms``)
+``{p}:ended``                                  zset    ended run id -> end time (ms): retention
 ``{p}:timers``                                 zset    parked run id -> due time (ms): retry
                                                        delays, sleeps, delayed starts
 ``{p}:workflows``                              hash    ``<name>\\x1f<version>`` -> JSON
                                                        registration (what HTTP starts may name)
 ``{p}:dead-letters``                           stream  messages no worker could use, and why
+``{p}:workers``                                hash    worker id -> JSON heartbeat (id, workflows,
+                                                       in_flight, max, last_heartbeat_ms, host,
+                                                       pid, ...), every 2 s; removed on stop
 ``{p}:run-ended``                              pubsub  one JSON message per run that ends
 ``{p}:control``                                pubsub  cancel/pause orders for running executions
 =============================================  ======  =========================================
@@ -93,6 +99,14 @@ class Keys:
         return f"{self.prefix}:schedules:last-run"
 
     @property
+    def config(self) -> str:
+        return f"{self.prefix}:config"
+
+    @property
+    def ended(self) -> str:
+        return f"{self.prefix}:ended"
+
+    @property
     def timers(self) -> str:
         return f"{self.prefix}:timers"
 
@@ -103,6 +117,10 @@ class Keys:
     @property
     def workflows(self) -> str:
         return f"{self.prefix}:workflows"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
 
     @property
     def dead_letters(self) -> str:

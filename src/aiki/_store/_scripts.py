@@ -27,6 +27,21 @@ local terminal = {completed = true, failed = true, cancelled = true}
 """
 
 
+_RETAIN = """
+-- An ended run is kept for the configured retention (``<prefix>:config`` retention_ms),
+-- then its keys expire by themselves; ``<prefix>:ended`` lets the retention daemon drop
+-- its index entry too.
+local function retain(prefix, id, now)
+  redis.call('ZADD', prefix .. ':ended', now, id)
+  local ms = redis.call('HGET', prefix .. ':config', 'retention_ms')
+  if not ms then return end
+  local base = prefix .. ':run:{' .. id .. '}'
+  for _, key in ipairs({base, base .. ':tasks', base .. ':events', base .. ':children'}) do
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+"""
+
 _WAKE_PARENT = """
 -- A child that ends puts its parent back in its stream if the parent waits for it.
 local function wake_parent(prefix, parent, now)
@@ -146,6 +161,7 @@ FINISH_RUN = Lua(
     "finish_run",
     _NOW
     + _WAKE_PARENT
+    + _RETAIN
     + """
 -- KEYS: run, stream
 -- ARGV: revision, status (completed|failed), field (result|error), value (JSON),
@@ -164,6 +180,7 @@ redis.call('XDEL', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[7], '{"id":"' .. ARGV[8] .. '","status":"' .. ARGV[2] ..
   '","' .. ARGV[3] .. '":' .. ARGV[4] .. '}')
 wake_parent(ARGV[9], st[3], now)
+retain(ARGV[9], ARGV[8], now)
 return 1
 """,
 )
@@ -346,6 +363,7 @@ CANCEL_RUN = Lua(
     "cancel_run",
     _NOW
     + _WAKE_PARENT
+    + _RETAIN
     + """
 -- KEYS: run, stream, timers, children
 -- ARGV: reason (JSON string), group, run-ended channel, control channel, run id, prefix
@@ -371,6 +389,7 @@ redis.call('PUBLISH', ARGV[3], '{"id":"' .. ARGV[5] .. '","status":"cancelled","
   err .. '}')
 redis.call('PUBLISH', ARGV[4], '{"action":"cancel","run":"' .. ARGV[5] .. '"}')
 wake_parent(ARGV[6], st[3], now)
+retain(ARGV[6], ARGV[5], now)
 return {'cancelled', redis.call('SMEMBERS', KEYS[4])}
 """,
 )
