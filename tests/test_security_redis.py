@@ -127,3 +127,46 @@ async def test_bad_redis_urls_are_named(url: str, complaint: str) -> None:
     with pytest.raises(aiki.ConfigurationError, match=complaint):
         async with aiki.client(redis_url=url):
             pass
+
+
+# The least-privilege ACL documented in docs/operations.md: keys and channels under the
+# prefix only, and only the commands Aiki sends (directly or from its Lua scripts).
+LEAST_PRIVILEGE_ACL = (
+    "~aiki:* &aiki:* +@connection +info +evalsha +eval +script|load +time "
+    "+exists +get +set +hdel +hget +hgetall +hincrby +hmget +hset +hsetnx +hexists "
+    "+pexpire +pttl +publish +subscribe +sadd +smembers "
+    "+xack +xadd +xclaim +xdel +xpending +xautoclaim +xgroup|create +xreadgroup +xrange "
+    "+xlen +xinfo|stream +xinfo|groups +zadd +zrange +zrem +zscore +zcard"
+).split()
+
+
+async def test_least_privilege_acl_is_enough_for_worker_client_and_server() -> None:
+    import httpx
+    import trio
+
+    from aiki_server import Settings, serve_server
+
+    server = RedisServerProcess(extra_args=["--user", "aiki", "on", ">pw", *LEAST_PRIVILEGE_ACL])
+    server.start()
+    try:
+        url = f"redis://aiki:pw@127.0.0.1:{server.port}"
+        async with trio.open_nursery() as nursery:
+            api = await nursery.start(
+                serve_server, Settings(redis_url=url, host="127.0.0.1", port=0)
+            )
+            async with aiki.client(redis_url=url) as client:
+                async with running_worker(client, order_processing):
+                    now = await order_processing_v1.start(client, EXAMPLE_ORDER)
+                    later = await order_processing_v1.start(client, EXAMPLE_ORDER, delay=0.3)
+                    for handle in (now, later):  # the delayed one needs the server's timers
+                        assert (await handle.wait_for_completion(timeout=20))["success"]
+                async with httpx.AsyncClient(base_url=api.base_url) as http:
+                    for path in ("/readyz", "/api/v1/runs", f"/api/v1/runs/{now.id}", "/metrics"):
+                        assert (await http.get(path)).status_code == 200, path
+            nursery.cancel_scope.cancel()
+        # ... and the ACL does forbid what Aiki does not need.
+        async with aiki.client(redis_url=url) as client:
+            replies = await client.store.redis.batch([["FLUSHALL"], ["GET", "not-aiki:key"]])
+            assert all(isinstance(r, Exception) for r in replies)
+    finally:
+        server.cleanup()
