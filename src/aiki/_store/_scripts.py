@@ -61,8 +61,8 @@ START_RUN = Lua(
     "start_run",
     _NOW
     + """
--- KEYS: run, stream, runs index, reference key (or ''), parent's children set (or ''),
---       timers
+-- KEYS: run, stream, runs index, reference key, parent's children set, timers
+--       (the reference and children keys are only touched with a reference / parent)
 -- ARGV: id, workflow, version, payload, reference_id, conflict policy, parent id,
 --       start at (ms, '' = now), timeout (ms, '' = none)
 -- Returns {run id, 1} when created, {existing run id, 0} for an idempotent repeat
@@ -212,7 +212,7 @@ PARK_RUN = Lua(
     "park_run",
     _NOW
     + """
--- KEYS: run, tasks, stream, timers, events, child run (or '')
+-- KEYS: run, tasks, stream, timers, events, child run (the run itself when none)
 -- ARGV: revision, stream message id, group, status, wake at (ms, '' for none),
 --       errors JSON ('' to keep), run id, event name (or ''), events already seen,
 --       addresses to drop...
@@ -235,7 +235,7 @@ if status == 'awaiting_event' and ARGV[8] ~= '' then
   local list = redis.call('HGET', KEYS[5], ARGV[8])
   if list and #cjson.decode(list) > tonumber(ARGV[9]) then status = 'queued' end
 end
-if status == 'awaiting_child_workflow' and KEYS[6] ~= '' then
+if status == 'awaiting_child_workflow' and KEYS[6] ~= KEYS[1] then
   local child = redis.call('HGET', KEYS[6], 'status')
   if child == 'completed' or child == 'failed' or child == 'cancelled' or not child then
     status = 'queued'

@@ -115,7 +115,8 @@ class RunRecord:
             out["tasks"] = [
                 {"address": address, **record}
                 for address, record in sorted(
-                    self.tasks.items(), key=lambda item: item[1].get("started_at") or 0
+                    self.tasks.items(),
+                    key=lambda item: (item[1].get("started_at") or 0, item[1].get("seq") or 0),
                 )
             ]
         return out
@@ -194,8 +195,10 @@ class Store:
                     k.run(run_id),
                     k.stream(workflow, version),
                     k.runs_index,
-                    k.reference(workflow, reference_id) if reference_id else "",
-                    k.children(parent_id) if parent_id else "",
+                    # Unused keys are still real key names under the prefix (never ''),
+                    # so that an ACL limited to the prefix's keys allows the call.
+                    k.reference(workflow, reference_id or ""),
+                    k.children(parent_id or run_id),
                     k.timers,
                 ],
                 [
@@ -323,7 +326,7 @@ class Store:
                 k.stream(run.workflow, run.version),
                 k.timers,
                 k.events(run.id),
-                k.run(child_id) if child_id else "",
+                k.run(child_id or run.id),  # itself when there is no child
             ],
             [
                 run.revision,
@@ -535,17 +538,21 @@ class Store:
         workflow: str | None = None,
         limit: int = 50,
         before: int | None = None,
+        version: str | None = None,
+        since: int | None = None,
     ) -> list[RunRecord]:
-        """Newest first. ``before`` is a creation-time cursor (ms, exclusive)."""
+        """Newest first. ``before`` is a creation-time cursor (ms, exclusive); ``since``
+        keeps runs created at or after that time (ms)."""
         found: list[RunRecord] = []
         upper: str = f"({before}" if before is not None else "+inf"
+        lower: str = str(since) if since is not None else "-inf"
         page = max(limit, 50)
         while len(found) < limit:
             ids = await self.redis.command(
                 "ZRANGE",
                 self.keys.runs_index,
                 upper,
-                "-inf",
+                lower,
                 "BYSCORE",
                 "REV",
                 "LIMIT",
@@ -563,6 +570,8 @@ class Store:
                 if status and run.status != status:
                     continue
                 if workflow and run.workflow != workflow:
+                    continue
+                if version and run.version != version:
                     continue
                 found.append(run)
                 if len(found) >= limit:
