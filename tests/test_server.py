@@ -393,7 +393,8 @@ async def test_unknown_run_and_route_are_json_404s(settings: Settings) -> None:
             error = assert_error(await http.get(path), 404, "run_not_found", "run_id")
             assert "no-such-run" in error["message"]
         assert_error(await http.get("/api/v1/nothing-here"), 404, "not_found", None)
-        assert_error(await http.get("/"), 404, "not_found", None)
+        # Outside the API, a client asking for JSON gets a JSON 404 (a browser, HTML).
+        assert_error(await http.get("/no-such-page"), 404, "not_found", None)
         response = await http.delete("/api/v1/runs")
         assert_error(response, 405, "method_not_allowed", None)
         assert "POST" in response.headers["allow"]

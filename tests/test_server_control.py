@@ -104,7 +104,8 @@ async def test_control_bad_input(server: ServerHandle, client: aiki.Client) -> N
             "/api/v1/schedules", json={"id": "s", "workflow": "nope", "version": "1", "every": 1}
         )
         assert r.status_code == 404 and r.json()["error"]["type"] == "unknown_workflow"
-        assert (await http.get("/api/v1/schedules")).json() == {"schedules": []}
+        listed = (await http.get("/api/v1/schedules")).json()
+        assert listed == {"schedules": [], "next_cursor": None}
 
 
 async def test_schedules_over_http_fire_from_server_daemon(

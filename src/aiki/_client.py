@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,12 +36,14 @@ from ._errors import (
     WorkflowFailed,
 )
 from ._notify import RunEndedListener, wait_for_end
-from ._redis import Redis, connect, open_asyncio_bridge, resolve_implementation
+from ._redis import Redis, ScriptRefused, connect, open_asyncio_bridge, resolve_implementation
 from ._schedules import Schedule
 from ._store import Keys, RunRecord, Store
 from ._store._store import new_run_id
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
+# How long a start keeps retrying while Redis cannot be reached (a restart, a failover).
+START_RETRY_FOR = 30.0
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,11 @@ class _RedisBackend:
         # Watch before the run exists, so its end cannot be missed however fast it is.
         self.listener.watch(run_id)
         try:
-            started = await self.store.start_run(
+            started = await self._start_retrying(
+                run_id,
                 workflow,
                 version,
                 payload_json,
-                run_id=run_id,
                 reference_id=reference_id,
                 on_conflict=on_conflict,
                 start_at_ms=options.start_at_ms,
@@ -103,6 +106,29 @@ class _RedisBackend:
         if started != run_id:  # an existing run with this reference id
             self.listener.forget(run_id)
         return started
+
+    async def _start_retrying(self, run_id: str, *args: Any, **kwargs: Any) -> str:
+        """``start_run``, retried through a Redis outage (capped backoff with jitter).
+
+        Safe to repeat: the run id is chosen before the first try, so a retry of a start
+        that did apply (its reply was lost) finds that run (``EXISTS``, or its reference
+        id) instead of creating a second one."""
+        deadline = anyio.current_time() + START_RETRY_FOR
+        delay = 0.05
+        retried = False
+        while True:
+            try:
+                return await self.store.start_run(*args, run_id=run_id, **kwargs)
+            except ScriptRefused as refused:
+                if retried and refused.code == "EXISTS":
+                    return run_id  # our own earlier try created it
+                raise
+            except ConnectionFailed:
+                if anyio.current_time() + delay > deadline:
+                    raise
+                await anyio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 2.0)
+                retried = True
 
     async def get(self, run_id: str, with_tasks: bool = False) -> RunRecord | None:
         return await self.store.get_run(run_id, with_tasks=with_tasks)

@@ -87,7 +87,16 @@ class WorkflowContext:
         self.version = version
         self.attempt = attempt  # 1 on the first execution; +1 per workflow-level retry
         self._memo = memo
-        self._record_task = record_task
+        # Each record carries "seq", its address's position in the workflow's call order
+        # (the same on every replay): it orders records that start in the same ms.
+        self._positions: dict[str, int] = {}
+
+        async def record_in_order(address: str, record: dict[str, Any]) -> None:
+            if address in self._positions:
+                record.setdefault("seq", self._positions[address])
+            await record_task(address, record)
+
+        self._record_task = record_in_order
         self._inline_retry_max_delay = inline_retry_max_delay
         self._events = events or {}
         # Redis's clock when the run was taken, advanced by the local monotonic clock:
@@ -108,7 +117,9 @@ class WorkflowContext:
         key = (kind, name)
         n = self._occurrences.get(key, 0)
         self._occurrences[key] = n + 1
-        return f"{kind}:{name}:{n}"
+        address = f"{kind}:{name}:{n}"
+        self._positions.setdefault(address, len(self._positions))
+        return address
 
     async def _record(self, address: str, record: dict[str, Any]) -> None:
         await self._record_task(address, record)
@@ -242,7 +253,9 @@ class WorkflowContext:
         key = (name, digest)
         n = self._occurrences.get(key, 0)
         self._occurrences[key] = n + 1
-        return f"{name}:{digest}:{n}"
+        address = f"{name}:{digest}:{n}"
+        self._positions.setdefault(address, len(self._positions))
+        return address
 
     async def _run_task(self, task: Task[Any], payload: Any) -> Any:
         address = self._address(task.name, payload)

@@ -36,6 +36,10 @@ log = logging.getLogger("aiki.worker")
 
 T = TypeVar("T")
 
+REGISTRY_INTERVAL = 2.0
+"""Seconds between two entries in the worker registry (``Keys.workers``), which the
+dashboard and ``/metrics`` read. Independent of claims and message heartbeats."""
+
 
 class _StaleExecution(BaseException):
     """This execution lost its claim on the run: stop quietly, write nothing more.
@@ -69,13 +73,16 @@ class Worker:
         self.transition_retry_for = transition_retry_for
         self.inline_retry_max_delay = inline_retry_max_delay
         self.workflow_registry = WorkflowRegistry()
-        self._in_flight: dict[str, tuple[Message, trio.CancelScope]] = {}
-        self._abandoned: set[str] = set()
+        # Keyed by (stream, message id): ids are unique per stream only, and two streams
+        # (workflow versions) hand out the same id for messages added in the same ms.
+        self._in_flight: dict[tuple[str, str], tuple[Message, trio.CancelScope]] = {}
+        self._abandoned: set[tuple[str, str]] = set()
         self._slot_freed = trio.Event()
         self._stop_requested = trio.Event()
         self._stopped = trio.Event()
         self._running = False
         self.executions_finished = 0
+        self.claims_taken_over = 0
 
     @property
     def in_flight(self) -> int:
@@ -131,6 +138,7 @@ class Worker:
                     loops.start_soon(self._read_loop, reader, executions, store)
                     loops.start_soon(self._claim_loop, reader, executions, store)
                     loops.start_soon(self._heartbeat_loop, reader)
+                    loops.start_soon(self._registry_loop, store)
                     await loops.start(self._control_loop, store)
                     task_status.started()
                     await self._stop_requested.wait()
@@ -191,8 +199,9 @@ class Worker:
             except ConnectionFailed:
                 continue  # the read loop reports outages
             for message in claimed:
-                if message.id in self._in_flight:
+                if message.key in self._in_flight:
                     continue
+                self.claims_taken_over += 1
                 log.info(
                     "worker %s took over message %s (run %s)", self.id, message.id, message.run_id
                 )
@@ -210,16 +219,46 @@ class Worker:
                 kept = await reader.heartbeat(by_stream)
             except ConnectionFailed:
                 continue
-            for message_id, (_message, scope) in list(self._in_flight.items()):
-                if message_id not in kept and any(message_id in ids for ids in by_stream.values()):
+            for key, (message, scope) in list(self._in_flight.items()):
+                if key not in kept and message.id in by_stream.get(message.stream, ()):
                     # Another worker claimed it: we lost the run. Stop quietly.
-                    self._abandoned.add(message_id)
+                    self._abandoned.add(key)
                     log.warning(
                         "worker %s lost message %s to another worker; abandoning",
                         self.id,
-                        message_id,
+                        message.id,
                     )
                     scope.cancel()
+
+    async def _registry_loop(self, store: Store) -> None:
+        """Publish this worker in the worker registry every REGISTRY_INTERVAL seconds
+        (one HSET); the entry is removed when the worker stops."""
+        started_ms = _now_ms()
+        host, pid = socket.gethostname(), os.getpid()
+        workflows = [f"{wv.name}@{wv.version}" for wv in self.workflow_registry]
+        try:
+            while True:
+                entry = {
+                    "id": self.id,
+                    "workflows": workflows,
+                    "in_flight": self.in_flight,
+                    "max": self.max_concurrent_workflow_runs,
+                    "last_heartbeat_ms": _now_ms(),
+                    "started_at_ms": started_ms,
+                    "host": host,
+                    "pid": pid,
+                    "claims_taken_over": self.claims_taken_over,
+                    "executions_finished": self.executions_finished,
+                }
+                with contextlib.suppress(ConnectionFailed, ScriptRefused):
+                    await store.redis.command(
+                        "HSET", store.keys.workers, self.id, json.dumps(entry)
+                    )
+                await trio.sleep(REGISTRY_INTERVAL)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                with contextlib.suppress(ConnectionFailed, ScriptRefused):
+                    await store.redis.command("HDEL", store.keys.workers, self.id)
 
     async def _control_loop(
         self, store: Store, *, task_status: Any = trio.TASK_STATUS_IGNORED
@@ -244,7 +283,7 @@ class Worker:
                 except (ValueError, KeyError, TypeError):
                     log.warning("ignoring malformed control message %r", data[:200])
                     continue
-                for message_id, (message, scope) in list(self._in_flight.items()):
+                for key, (message, scope) in list(self._in_flight.items()):
                     if message.run_id == run_id:
                         log.info(
                             "worker %s: run %s was %s; stopping its execution",
@@ -252,7 +291,7 @@ class Worker:
                             run_id,
                             "cancelled" if action == "cancel" else "paused",
                         )
-                        self._abandoned.add(message_id)
+                        self._abandoned.add(key)
                         scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
@@ -262,11 +301,11 @@ class Worker:
 
     def _spawn(self, nursery: trio.Nursery, store: Store, message: Message) -> None:
         scope = trio.CancelScope()
-        self._in_flight[message.id] = (message, scope)
+        self._in_flight[message.key] = (message, scope)
         nursery.start_soon(self._execute, store, message, scope)
 
     def _release(self, message: Message) -> None:
-        self._in_flight.pop(message.id, None)
+        self._in_flight.pop(message.key, None)
         self._slot_freed.set()
         self._slot_freed = trio.Event()
 
@@ -325,8 +364,8 @@ class Worker:
             log.warning("worker %s gave up on run %s for now: %s", self.id, message.run_id, exc)
             finished = True
         finally:
-            if message.id in self._abandoned:
-                self._abandoned.discard(message.id)
+            if message.key in self._abandoned:
+                self._abandoned.discard(message.key)
             elif taken is not None and not finished:
                 # Cancelled (worker stopping) before an outcome: hand the run back now.
                 with trio.CancelScope(shield=True), trio.move_on_after(2.0):

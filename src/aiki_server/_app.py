@@ -5,9 +5,12 @@ are opened when the app starts serving (``before_serving``), in a task of the ap
 nursery, and closed when it stops (``after_serving``, or cancellation). All Redis state
 goes through :class:`aiki._store.Store`; this module imports no Redis library.
 
-Every response is JSON (``/metrics`` excepted); every error is
+Every API response is JSON (``/metrics`` excepted); every API error is
 ``{"error": {"type": ..., "message": ..., "field": ...}}`` with a 4xx/5xx status, and a
-rejected request writes nothing.
+rejected request writes nothing. The document of the API is served at
+``/api/v1/openapi.json`` (:mod:`aiki_server._openapi`). The dashboard
+(:mod:`aiki_server._dashboard`) serves HTML at ``/``, ``/runs/<id>``, ``/workers`` and
+``/schedules``; errors on those pages are HTML for browsers.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -42,13 +46,15 @@ from aiki._store._keys import RUN_STATUSES
 from aiki._store._store import new_run_id
 from aiki._timers import serve_timers
 
+from ._metrics import RedisCollector
+from ._observe import list_workers
+from ._openapi import MAX_LIST_LIMIT, MAX_MS, MAX_SECONDS, openapi_document
 from ._settings import Settings
 
 log = logging.getLogger("aiki_server")
 
 API = "/api/v1"
 DEFAULT_WAIT = 30.0
-MAX_LIST_LIMIT = 500
 START_FIELDS = frozenset(
     {"workflow", "version", "payload", "reference_id", "on_conflict", "start_at_ms", "timeout"}
 )
@@ -117,6 +123,9 @@ class AppState:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        # Runs, tasks, queues and workers, read from Redis when /metrics is scraped.
+        self.collector = RedisCollector()
+        self.registry.register(self.collector)
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -290,8 +299,14 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     # -- errors -----------------------------------------------------------------------
 
+    from ._dashboard import blueprint, html_error, wants_html
+
+    app.register_blueprint(blueprint)
+
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
+        if wants_html():
+            return await html_error(exc.status, exc.message)
         return json_response(exc.body(), exc.status)
 
     @app.errorhandler(HTTPException)
@@ -310,7 +325,10 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
                 f"(payloads may be at most {settings.max_payload_bytes} bytes)"
             )
             field = "payload"
-        response = _error(status, kind, message, field)
+        if wants_html():
+            response = await html_error(status, message)
+        else:
+            response = _error(status, kind, message, field)
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
@@ -318,11 +336,16 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     @app.errorhandler(ConnectionFailed)
     async def _unavailable(exc: ConnectionFailed) -> Response:
         log.warning("%s %s: Redis unavailable: %s", request.method, request.path, exc)
+        if wants_html():
+            return await html_error(503, "Redis is unavailable; try again later")
         return _error(503, "unavailable", "Redis is unavailable; try again later")
 
     @app.errorhandler(Exception)
     async def _internal(exc: Exception) -> Response:
         log.exception("unexpected error answering %s %s", request.method, request.path)
+        if wants_html():
+            with contextlib.suppress(Exception):
+                return await html_error(500, "internal server error")
         return _error(500, "internal_error", "internal server error")
 
     # -- probes and metrics -----------------------------------------------------------
@@ -348,7 +371,12 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        await state.collector.refresh(state.store)
         return Response(generate_latest(state.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.get(f"{API}/openapi.json")
+    async def openapi() -> Response:
+        return json_response(openapi_document())
 
     # -- runs -------------------------------------------------------------------------
 
@@ -378,12 +406,15 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
             )
         start_at_ms = body.get("start_at_ms")
         if start_at_ms is not None and (
-            not isinstance(start_at_ms, int) or isinstance(start_at_ms, bool) or start_at_ms < 0
+            not isinstance(start_at_ms, int)
+            or isinstance(start_at_ms, bool)
+            or not 0 <= start_at_ms <= MAX_MS
         ):
             raise ApiError(
                 422,
                 "validation_error",
-                "start_at_ms must be a Unix time in milliseconds (an integer >= 0) or null",
+                f"start_at_ms must be a Unix time in milliseconds (an integer in 0..{MAX_MS}) "
+                "or null",
                 "start_at_ms",
             )
         run_timeout = body.get("timeout")
@@ -391,12 +422,12 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
             not isinstance(run_timeout, int | float)
             or isinstance(run_timeout, bool)
             or not math.isfinite(run_timeout)
-            or run_timeout <= 0
+            or not 0 < run_timeout <= MAX_SECONDS
         ):
             raise ApiError(
                 422,
                 "validation_error",
-                "timeout must be a number of seconds > 0 or null",
+                f"timeout must be a number of seconds > 0 and <= {MAX_SECONDS}, or null",
                 "timeout",
             )
         # Unknown fields are refused, not ignored: a field this server does not know
@@ -482,7 +513,9 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.get(f"{API}/runs")
     async def list_runs() -> Response:
-        _check_query({"status", "workflow", "limit", "cursor"})
+        _check_query(
+            {"status", "workflow", "version", "created_after", "created_before", "limit", "cursor"}
+        )
         status = request.args.get("status") or None
         if status is not None and status not in RUN_STATUSES:
             raise ApiError(
@@ -491,13 +524,20 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
                 f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}",
                 "status",
             )
-        workflow = request.args.get("workflow") or None
         limit = _query_int("limit", 50, 1, MAX_LIST_LIMIT)
         assert limit is not None
-        cursor = _parse_cursor(request.args.get("cursor"))
-        runs = await _list_page(state.require_store(), status, workflow, limit, cursor)
-        page = runs[:limit]
-        next_cursor = f"{page[-1].created_at}:{page[-1].id}" if len(runs) > limit else None
+        page, next_cursor = await list_runs_page(
+            state.require_store(),
+            RunFilter(
+                status=status,
+                workflow=request.args.get("workflow") or None,
+                version=request.args.get("version") or None,
+                created_after=_query_int("created_after", None, 0, MAX_MS),
+                created_before=_query_int("created_before", None, 0, MAX_MS),
+            ),
+            limit,
+            request.args.get("cursor"),
+        )
         return json_response({"runs": [r.to_json() for r in page], "next_cursor": next_cursor})
 
     @app.get(f"{API}/runs/<run_id>")
@@ -541,7 +581,8 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     # -- control ----------------------------------------------------------------------
 
     async def _control_body(allowed: set[str]) -> dict[str, Any]:
-        raw = await request.get_data()
+        raw = await request.get_data(as_text=False)
+        assert isinstance(raw, bytes)
         body = _parse_body(raw) if raw.strip() else {}
         for name in body:
             if name not in allowed:
@@ -613,22 +654,48 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.get(f"{API}/schedules")
     async def list_schedules() -> Response:
-        return json_response({"schedules": await _schedules.list_schedules(state.require_store())})
+        _check_query({"limit", "cursor"})
+        limit = _query_int("limit", MAX_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+        found = await _schedules.list_schedules(state.require_store())
+        page, next_cursor = _page_by_key(found, lambda s: s["id"], limit)
+        return json_response({"schedules": page, "next_cursor": next_cursor})
 
     @app.post(f"{API}/schedules")
     async def create_schedule() -> Response:
-        body = _parse_body(await request.get_data())
+        raw = await request.get_data(as_text=False)
+        assert isinstance(raw, bytes)
+        body = _parse_body(raw)
         allowed = {"id", "workflow", "version", "payload", "cron", "every", "overlap"}
         for name in body:
             if name not in allowed:
                 raise ApiError(422, "validation_error", f"unknown field {name!r}", name)
         for name in ("id", "workflow", "version"):
             _required_string(body, name)
+        for name in ("cron", "overlap"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise ApiError(
+                    422,
+                    "validation_error",
+                    f"{name} must be a string or null, got {_json_type(body[name])}",
+                    name,
+                )
         every = body.get("every")
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int | float)):
-            raise ApiError(422, "validation_error", "every must be a number of seconds", "every")
+        if every is not None and (
+            isinstance(every, bool)
+            or not isinstance(every, int | float)
+            or not 0 < every <= MAX_SECONDS
+        ):
+            raise ApiError(
+                422,
+                "validation_error",
+                f"every must be a number of seconds > 0 and <= {MAX_SECONDS}",
+                "every",
+            )
         try:
-            schedule = _schedules.Schedule.from_json(body)
+            # null means "the default" for overlap as for cron and every.
+            schedule = _schedules.Schedule.from_json(
+                {k: v for k, v in body.items() if not (k == "overlap" and v is None)}
+            )
         except (ConfigurationError, InvalidPayload, TypeError) as exc:
             field = (
                 "cron"
@@ -660,9 +727,62 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.get(f"{API}/workflows")
     async def list_workflows() -> Response:
-        return json_response({"workflows": await state.require_store().list_workflows()})
+        _check_query({"limit", "cursor"})
+        limit = _query_int("limit", MAX_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+        found = await state.require_store().list_workflows()
+        page, next_cursor = _page_by_key(
+            found, lambda w: Keys.workflow_field(w["workflow"], w["version"]), limit
+        )
+        return json_response({"workflows": page, "next_cursor": next_cursor})
+
+    # -- workers ----------------------------------------------------------------------
+
+    @app.get(f"{API}/workers")
+    async def list_workers_() -> Response:
+        _check_query({"limit", "cursor"})
+        limit = _query_int("limit", MAX_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+        found = await list_workers(state.require_store())
+        page, next_cursor = _page_by_key(found, lambda w: w["id"], limit)
+        return json_response({"workers": page, "next_cursor": next_cursor})
 
     return app
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What a runs list is restricted to (the API's and the dashboard's filters)."""
+
+    status: str | None = None
+    workflow: str | None = None
+    version: str | None = None
+    created_after: int | None = None  # ms, inclusive
+    created_before: int | None = None  # ms, exclusive
+
+
+async def list_runs_page(
+    store: Store, filters: RunFilter, limit: int, raw_cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One page of runs, newest first, and the cursor of the next page (or None)."""
+    cursor = _parse_cursor(raw_cursor)
+    runs = await _list_page(store, filters, limit, cursor)
+    page = runs[:limit]
+    next_cursor = f"{page[-1].created_at}:{page[-1].id}" if len(runs) > limit else None
+    return page, next_cursor
+
+
+def _page_by_key(
+    items: list[dict[str, Any]], key: Any, limit: int | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of a small list sorted by ``key`` (a string), after the ``cursor`` query
+    parameter: the key of the previous page's last item (any string is a valid
+    cursor: the items after it)."""
+    assert limit is not None
+    after = request.args.get("cursor")
+    items = sorted(items, key=key)
+    if after:
+        items = [item for item in items if key(item) > after]
+    page = items[:limit]
+    return page, key(page[-1]) if len(items) > limit else None
 
 
 def _parse_cursor(raw: str | None) -> tuple[int, str | None] | None:
@@ -671,10 +791,10 @@ def _parse_cursor(raw: str | None) -> tuple[int, str | None] | None:
         return None
     ms, sep, run_id = raw.partition(":")
     try:
-        value = int(ms)
+        value = int(ms) if ms.isascii() and ms.isdigit() else -1
     except ValueError:
         value = -1
-    if value < 0 or (sep and not run_id):
+    if not 0 <= value <= MAX_MS or (sep and not run_id):
         raise ApiError(
             422,
             "validation_error",
@@ -686,8 +806,7 @@ def _parse_cursor(raw: str | None) -> tuple[int, str | None] | None:
 
 async def _list_page(
     store: Store,
-    status: str | None,
-    workflow: str | None,
+    filters: RunFilter,
     limit: int,
     cursor: tuple[int, str | None] | None,
 ) -> list[Any]:
@@ -699,16 +818,24 @@ async def _list_page(
     same millisecond as a page's last run are not skipped (a bare ms cursor would).
     """
     want = limit + 1
+    query: dict[str, Any] = {
+        "status": filters.status,
+        "workflow": filters.workflow,
+        "version": filters.version,
+        "since": filters.created_after,
+    }
+    bound = filters.created_before
     if cursor is None or cursor[1] is None:
         before = cursor[0] if cursor else None
-        return await store.list_runs(status=status, workflow=workflow, limit=want, before=before)
+        if bound is not None:
+            before = bound if before is None else min(before, bound)
+        return await store.list_runs(limit=want, before=before, **query)
     ms, last_id = cursor
     assert last_id is not None
+    upper = ms + 1 if bound is None else min(ms + 1, bound)
     extra = 16
     while True:
-        got = await store.list_runs(
-            status=status, workflow=workflow, limit=want + extra, before=ms + 1
-        )
+        got = await store.list_runs(limit=want + extra, before=upper, **query)
         keep = [r for r in got if not (r.created_at == ms and r.id >= last_id)]
         if len(keep) >= want or len(got) < want + extra:
             return keep[:want]

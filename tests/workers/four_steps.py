@@ -4,7 +4,8 @@ Every task increments ``count:<task>`` in the test's Redis before returning: a s
 effect outside the worker process, so a test can count executions across processes
 (including ones it SIGKILLs). ``task3`` then blocks until the key ``release`` exists,
 so the test can kill the worker while it is inside task 3, after tasks 1 and 2 were
-recorded.
+recorded. Each execution of ``task3`` also RPUSHes its idempotency key to
+``idempotency:task3``, and ``task4`` returns its own.
 
 Run as a worker: ``python tests/workers/four_steps.py redis://127.0.0.1:PORT [worker-id]``.
 It prints ``ready`` once subscribed and runs until killed (or SIGTERM/SIGINT).
@@ -52,6 +53,8 @@ async def task2(payload: Any) -> Any:
 async def task3(payload: Any) -> Any:
     await _incr("task3")
     assert redis_port is not None
+    # One entry per execution: a re-execution after a crash must see the same key.
+    await acommand(redis_port, "RPUSH", "idempotency:task3", aiki.task_context().idempotency_key)
     # Polls Redis: the release comes from another process, so no trio.Event can carry it.
     while not await acommand(redis_port, "EXISTS", "release"):  # noqa: ASYNC110
         await trio.sleep(0.02)

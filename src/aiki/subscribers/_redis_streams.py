@@ -68,6 +68,11 @@ class Message:
     def run_id(self) -> str | None:
         return self.fields.get("run")
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """(stream, id): what identifies a message; an id alone is unique per stream only."""
+        return (self.stream, self.id)
+
 
 _HEARTBEAT = Lua(
     "heartbeat",
@@ -206,12 +211,13 @@ class StreamReader:
                     break
         return out
 
-    async def heartbeat(self, in_flight: dict[str, list[str]]) -> set[str]:
-        """Refresh the idle time of in-flight messages; returns the ids still owned."""
-        kept: set[str] = set()
+    async def heartbeat(self, in_flight: dict[str, list[str]]) -> set[tuple[str, str]]:
+        """Refresh the idle time of in-flight messages; returns the (stream, id) of those
+        still owned."""
+        kept: set[tuple[str, str]] = set()
         for stream, ids in in_flight.items():
             if not ids:
                 continue
             reply = await self.redis.script(_HEARTBEAT, [stream], [GROUP, self.consumer, *ids])
-            kept.update(_text(i) for i in reply or [])
+            kept.update((stream, _text(i)) for i in reply or [])
         return kept
