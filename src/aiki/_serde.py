@@ -51,7 +51,7 @@ def error_record(exc: BaseException) -> dict[str, Any]:
 
     if isinstance(exc, TaskFailed):
         # The workflow let a task's failure propagate: record the task's original error.
-        record = {
+        record: dict[str, Any] = {
             "type": exc.error_type,
             "message": exc.error_message,
             "traceback": exc.traceback,
@@ -60,11 +60,11 @@ def error_record(exc: BaseException) -> dict[str, Any]:
         if exc.details.get("non_retryable"):
             record["non_retryable"] = True
         return record
-    record = {
+    plain: dict[str, Any] = {
         "type": type(exc).__qualname__,
         "message": str(exc),
         "traceback": "".join(_traceback.format_exception(exc)),
     }
     if isinstance(exc, NonRetryableError):
-        record["non_retryable"] = True
-    return record
+        plain["non_retryable"] = True
+    return plain
