@@ -392,12 +392,11 @@ class Client:
         timeout: float | None = None,
     ) -> RunHandle:
         payload_json = _serde.dumps(payload, what="payload")
-        if len(payload_json) > self.max_payload_bytes:
+        size = len(payload_json.encode())
+        if size > self.max_payload_bytes:
             from ._errors import InvalidPayload
 
-            raise InvalidPayload(
-                f"payload is {len(payload_json)} bytes; the limit is {self.max_payload_bytes}"
-            )
+            raise InvalidPayload(f"payload is {size} bytes; the limit is {self.max_payload_bytes}")
         if on_conflict not in ("error", "return_existing"):
             raise ConfigurationError(
                 f"on_conflict must be 'error' or 'return_existing', got {on_conflict!r}"
@@ -466,12 +465,14 @@ async def client(
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     http_timeout: float = 30.0,
     redis_client: str | None = None,
+    api_key: str | None = None,
 ) -> AsyncIterator[Client]:
     """Open a client. With ``redis_url`` it talks to Redis directly (fast path, needed
     by workers); with only ``base_url`` it goes through the server's HTTP API.
 
     ``redis_client`` picks the Redis implementation, ``"glide"`` (default) or
-    ``"redis-py"`` (else ``$AIKI_REDIS_CLIENT``); workers use their client's."""
+    ``"redis-py"`` (else ``$AIKI_REDIS_CLIENT``); workers use their client's. ``api_key`` is
+    sent as ``Authorization: Bearer`` to a server that requires one."""
     implementation = resolve_implementation(redis_client)
     if not base_url and not redis_url:
         raise ConfigurationError("aiki.client() needs redis_url= or base_url=")
@@ -481,7 +482,11 @@ async def client(
         http: httpx.AsyncClient | None = None
         if base_url:
             http = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=base_url, timeout=http_timeout)
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    timeout=http_timeout,
+                    headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
+                )
             )
         if redis_url:
             await stack.enter_async_context(open_asyncio_bridge(implementation))

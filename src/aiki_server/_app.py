@@ -16,6 +16,7 @@ rejected request writes nothing. The document of the API is served at
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import math
@@ -39,7 +40,8 @@ from aiki import (
     _serde,
 )
 from aiki._notify import RunEndedListener, wait_for_end
-from aiki._redis import connect
+from aiki._redis import connect, open_asyncio_bridge, resolve_implementation
+from aiki._retention import serve_retention
 from aiki._schedules import serve_schedules
 from aiki._store import Keys, Store
 from aiki._store._keys import RUN_STATUSES
@@ -152,10 +154,14 @@ class AppState:
                             "Settings(redis_url=...) (serve_server and `aiki dev` can run an "
                             "embedded Redis instead)"
                         )
-                    redis = await connect(url, name="aiki-server")
+                    implementation = resolve_implementation(settings.redis_client)
+                    await stack.enter_async_context(open_asyncio_bridge(implementation))
+                    redis = await connect(url, name="aiki-server", implementation=implementation)
                     stack.push_async_callback(_shielded(redis.aclose))
                     store = Store(redis, Keys(settings.prefix))
-                    listener = RunEndedListener(url, store, name="aiki-server-notify")
+                    listener = RunEndedListener(
+                        url, store, name="aiki-server-notify", implementation=implementation
+                    )
                     nursery = await stack.enter_async_context(trio.open_nursery())
                     await nursery.start(listener.serve)
                     if settings.daemons:
@@ -163,6 +169,7 @@ class AppState:
                         # schedule occurrence is fired by one atomic script, once.
                         await nursery.start(serve_timers, store)
                         await nursery.start(serve_schedules, store)
+                        await nursery.start(serve_retention, store, settings.retention)
                     self.redis_url, self.store, self.listener = url, store, listener
                     log.info("aiki server connected to Redis (prefix %r)", settings.prefix)
                     task_status.started()
@@ -289,6 +296,25 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     async def _close() -> None:
         await state.close()
 
+    @app.before_request
+    async def _authenticate() -> None:
+        """With API keys configured, every route but the health checks needs
+        ``Authorization: Bearer <key>`` (compared in constant time, never logged)."""
+        if not settings.api_keys or request.path in ("/healthz", "/readyz"):
+            return
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        presented = given.strip().encode()
+        ok = scheme.lower() == "bearer" and any(
+            hmac.compare_digest(presented, key.encode()) for key in settings.api_keys
+        )
+        if not ok:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "this server needs an API key: send Authorization: Bearer <key>",
+                "Authorization",
+            )
+
     @app.after_request
     async def _count(response: Response) -> Response:
         rule = request.url_rule
@@ -306,8 +332,12 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
         if wants_html():
-            return await html_error(exc.status, exc.message)
-        return json_response(exc.body(), exc.status)
+            response = await html_error(exc.status, exc.message)
+        else:
+            response = json_response(exc.body(), exc.status)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="aiki"'
+        return response
 
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
@@ -646,7 +676,11 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         return await _controlled(
             run_id,
             lambda: state.require_store().send_event(
-                run_id, name, data_json, reference_id=reference_id
+                run_id,
+                name,
+                data_json,
+                reference_id=reference_id,
+                max_events=settings.max_events_per_run,
             ),
         )
 

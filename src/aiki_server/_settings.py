@@ -25,6 +25,10 @@ _ENV = {
     "AIKI_MAX_WAIT": "max_wait",
     "AIKI_DATA_DIR": "data_dir",
     "AIKI_DAEMONS": "daemons",
+    "AIKI_API_KEYS": "api_keys",
+    "AIKI_RETENTION": "retention",
+    "AIKI_MAX_EVENTS_PER_RUN": "max_events_per_run",
+    "AIKI_REDIS_CLIENT": "redis_client",
 }
 
 
@@ -53,6 +57,17 @@ class Settings:
     max_wait: float = 60.0
     data_dir: str | None = None
     daemons: bool = True
+    api_keys: tuple[str, ...] = ()
+    retention: float | None = None
+    redis_client: str | None = None
+    max_events_per_run: int = 10_000
+
+    def __repr__(self) -> str:  # API keys and Redis passwords never reach logs
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["api_keys"] = f"<{len(self.api_keys)} keys>"
+        if self.redis_url:
+            shown["redis_url"] = repr(RedisAddress.from_url(self.redis_url))
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     def __post_init__(self) -> None:
         if self.redis_url is not None:
@@ -94,6 +109,33 @@ class Settings:
             )
         if not isinstance(self.daemons, bool):
             raise ConfigurationError(f"daemons must be True or False, got {self.daemons!r}")
+        if not isinstance(self.api_keys, tuple) or not all(
+            isinstance(k, str) and len(k) >= 16 and k.strip() == k for k in self.api_keys
+        ):
+            raise ConfigurationError(
+                "api_keys must be strings of at least 16 characters without surrounding spaces"
+            )
+        if self.retention is not None and (
+            isinstance(self.retention, bool)
+            or not isinstance(self.retention, int | float)
+            or not math.isfinite(self.retention)
+            or self.retention <= 0
+        ):
+            raise ConfigurationError(
+                f"retention must be a number of seconds > 0, got {self.retention!r}"
+            )
+        if (
+            not isinstance(self.max_events_per_run, int)
+            or isinstance(self.max_events_per_run, bool)
+            or self.max_events_per_run < 1
+        ):
+            raise ConfigurationError(
+                f"max_events_per_run must be a positive integer, got {self.max_events_per_run!r}"
+            )
+        if self.redis_client is not None:
+            from aiki._redis import resolve_implementation
+
+            resolve_implementation(self.redis_client)
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
             raise ConfigurationError(f"data_dir must be a non-empty path, got {self.data_dir!r}")
 
@@ -110,6 +152,19 @@ class Settings:
         env = os.environ if environ is None else environ
         types = {f.name: f.type for f in fields(cls)}
         values: dict[str, Any] = {}
+        keys_file = env.get("AIKI_API_KEYS_FILE", "").strip()
+        if keys_file and "api_keys" not in overrides:
+            try:
+                with open(keys_file) as f:
+                    keys = tuple(line.strip() for line in f if line.strip())
+                values["api_keys"] = keys
+                cls(api_keys=keys)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"AIKI_API_KEYS_FILE is invalid: {exc.strerror}: {keys_file!r}"
+                ) from None
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"AIKI_API_KEYS_FILE is invalid: {exc}") from None
         for var, name in _ENV.items():
             raw = env.get(var, "").strip()
             if not raw or name in overrides:
@@ -134,6 +189,8 @@ def _parse(raw: str, type_name: str) -> Any:
         raise ValueError(raw)
     if type_name.startswith("int"):
         return int(raw)
+    if type_name.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
     if type_name.startswith("float"):
         value = float(raw)
         if not math.isfinite(value):

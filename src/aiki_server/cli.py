@@ -460,7 +460,10 @@ class _Api:
         if not url.startswith(("http://", "https://")):
             url = "http://" + url
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+        # A server that requires API keys gets the one in AIKI_API_KEY (never printed).
+        api_key = os.environ.get("AIKI_API_KEY", "").strip()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self.http = httpx.Client(base_url=self.url, timeout=30.0, headers=headers)
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
