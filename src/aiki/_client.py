@@ -52,6 +52,7 @@ class StartOptions:
 
     start_at_ms: int | None = None
     timeout: float | None = None
+    sensitive: bool = False
 
 
 class _Backend(Protocol):
@@ -99,6 +100,7 @@ class _RedisBackend:
                 on_conflict=on_conflict,
                 start_at_ms=options.start_at_ms,
                 timeout=options.timeout,
+                sensitive=options.sensitive,
             )
         except BaseException:
             self.listener.forget(run_id)
@@ -196,7 +198,8 @@ class _HttpBackend:
             f'"payload":{payload_json},"reference_id":{_serde.dumps(reference_id)},'
             f'"on_conflict":{_serde.dumps(on_conflict)},'
             f'"start_at_ms":{_serde.dumps(options.start_at_ms)},'
-            f'"timeout":{_serde.dumps(options.timeout)}}}'
+            f'"timeout":{_serde.dumps(options.timeout)},'
+            f'"sensitive":{_serde.dumps(options.sensitive)}}}'
         )
         response = await self._request(
             "POST",
@@ -390,6 +393,7 @@ class Client:
         delay: float | None = None,
         start_at: datetime | None = None,
         timeout: float | None = None,
+        sensitive: bool = False,
     ) -> RunHandle:
         payload_json = _serde.dumps(payload, what="payload")
         size = len(payload_json.encode())
@@ -420,7 +424,7 @@ class Client:
             payload_json,
             reference_id,
             on_conflict,
-            StartOptions(start_at_ms=start_at_ms, timeout=timeout),
+            StartOptions(start_at_ms=start_at_ms, timeout=timeout, sensitive=sensitive),
         )
         return RunHandle(self, run_id, workflow, version)
 

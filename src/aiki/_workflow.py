@@ -61,6 +61,7 @@ class WorkflowVersion:
         on_conflict: str = "error",
         delay: float | None = None,
         start_at: datetime | None = None,
+        sensitive: bool = False,
     ) -> RunHandle:
         """Start a run of this version with ``payload``; returns its handle at once.
 
@@ -69,6 +70,8 @@ class WorkflowVersion:
         ``on_conflict="error"`` (default) raises :class:`aiki.RunConflict` and
         ``"return_existing"`` returns the existing run's handle. ``delay`` (seconds) or
         ``start_at`` (an aware datetime) make the run ``scheduled`` until then.
+        ``sensitive=True`` shows the payload, results and task data as ``[redacted]`` in
+        the dashboard, the CLI and API listings (workers and waiters see the real data).
         """
         return await client._start_run(
             self.name,
@@ -79,6 +82,7 @@ class WorkflowVersion:
             delay=delay,
             start_at=start_at,
             timeout=self.timeout,
+            sensitive=sensitive,
         )
 
     async def schedule(

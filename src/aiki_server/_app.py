@@ -58,7 +58,16 @@ log = logging.getLogger("aiki_server")
 API = "/api/v1"
 DEFAULT_WAIT = 30.0
 START_FIELDS = frozenset(
-    {"workflow", "version", "payload", "reference_id", "on_conflict", "start_at_ms", "timeout"}
+    {
+        "workflow",
+        "version",
+        "payload",
+        "reference_id",
+        "on_conflict",
+        "start_at_ms",
+        "timeout",
+        "sensitive",
+    }
 )
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _ERROR_TYPES = {
@@ -460,6 +469,11 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
                 f"timeout must be a number of seconds > 0 and <= {MAX_SECONDS}, or null",
                 "timeout",
             )
+        sensitive = body.get("sensitive", False)
+        if sensitive is None:
+            sensitive = False
+        if not isinstance(sensitive, bool):
+            raise ApiError(422, "validation_error", "sensitive must be true or false", "sensitive")
         # Unknown fields are refused, not ignored: a field this server does not know
         # (a newer client's option, a typo) would otherwise be silently dropped.
         unknown = sorted(set(body) - START_FIELDS)
@@ -515,6 +529,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
                 on_conflict=on_conflict,
                 start_at_ms=start_at_ms,
                 timeout=run_timeout,
+                sensitive=sensitive,
             )
         except RunConflict as exc:
             raise ApiError(409, "run_conflict", str(exc), "reference_id") from None
@@ -606,7 +621,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         run = await store.get_run(run_id, with_tasks=True)
         if run is None:
             raise _run_not_found(run_id)
-        return json_response(run.to_json())
+        return json_response(run.to_json(reveal=True))
 
     # -- control ----------------------------------------------------------------------
 

@@ -200,6 +200,7 @@ SCHEMAS: dict[str, Any] = {
             "attempts": {"type": "integer"},
             "worker": _nullable({"type": "string"}),
             "reference_id": _nullable({"type": "string"}),
+            "sensitive": {"type": "boolean"},
             "created_at": _nullable({"type": "integer", "description": "Unix time, ms"}),
             "started_at": _nullable({"type": "integer"}),
             "updated_at": _nullable({"type": "integer"}),
@@ -220,6 +221,7 @@ SCHEMAS: dict[str, Any] = {
                 {"type": "string", "enum": ["error", "return_existing", None]}
             ),
             "start_at_ms": _nullable({"type": "integer", "minimum": 0, "maximum": MAX_MS}),
+            "sensitive": _nullable({"type": "boolean"}),
             "timeout": _nullable(
                 {
                     "type": "number",

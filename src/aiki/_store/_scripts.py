@@ -64,7 +64,7 @@ START_RUN = Lua(
 -- KEYS: run, stream, runs index, reference key, parent's children set, timers
 --       (the reference and children keys are only touched with a reference / parent)
 -- ARGV: id, workflow, version, payload, reference_id, conflict policy, parent id,
---       start at (ms, '' = now), timeout (ms, '' = none)
+--       start at (ms, '' = now), timeout (ms, '' = none), sensitive ('1' or '')
 -- Returns {run id, 1} when created, {existing run id, 0} for an idempotent repeat
 -- (same reference id, or a child run that a replay starts again).
 local ref_value = nil
@@ -97,6 +97,7 @@ else
   redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg)
 end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'timeout_ms', ARGV[9]) end
+if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'sensitive', '1') end
 if ref_value then
   redis.call('HSET', KEYS[1], 'reference_id', ARGV[5])
   redis.call('SET', KEYS[4], ref_value)

@@ -7,6 +7,7 @@ single commands or one batch. Nothing here holds state besides the connection.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from .._errors import ConfigurationError, InvalidState, RunConflict, RunNotFound
 from .._redis import Redis, ScriptRefused
 from . import _scripts
 from ._keys import GROUP, TERMINAL_STATUSES, Keys
+
+REDACTED = "[redacted]"
 
 
 def new_run_id() -> str:
@@ -62,10 +65,25 @@ class RunRecord:
     updated_at: int | None = None
     ended_at: int | None = None
     tasks: dict[str, dict[str, Any]] | None = None
+    sensitive: bool = False
 
     @property
     def ended(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    def _redacted(self) -> RunRecord:
+        def task(record: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **record,
+                **{k: REDACTED for k in ("input", "result") if k in record},
+            }
+
+        return dataclasses.replace(
+            self,
+            payload=REDACTED,
+            result=REDACTED if self.result is not None else None,
+            tasks=None if self.tasks is None else {a: task(r) for a, r in self.tasks.items()},
+        )
 
     @classmethod
     def from_hash(cls, data: dict[str, Any], tasks: dict[str, Any] | None = None) -> RunRecord:
@@ -86,13 +104,20 @@ class RunRecord:
             started_at=_ms(data.get("started_at")),
             updated_at=_ms(data.get("updated_at")),
             ended_at=_ms(data.get("ended_at")),
+            sensitive=data.get("sensitive") == "1",
             tasks=None
             if tasks is None
             else {address: json.loads(rec) for address, rec in tasks.items()},
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """The run as the HTTP API returns it."""
+    def to_json(self, *, reveal: bool = False) -> dict[str, Any]:
+        """The run as the HTTP API returns it.
+
+        A run started with ``sensitive=True`` has its payload, result and task inputs and
+        results replaced by ``"[redacted]"`` (the dashboard, the CLI, listings) unless
+        ``reveal`` (the long-poll wait, whose caller needs the result)."""
+        if self.sensitive and not reveal:
+            return self._redacted().to_json(reveal=True)
         out: dict[str, Any] = {
             "id": self.id,
             "workflow": self.workflow,
@@ -106,6 +131,7 @@ class RunRecord:
             "attempts": self.attempts,
             "worker": self.worker,
             "reference_id": self.reference_id,
+            "sensitive": self.sensitive,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
@@ -173,6 +199,7 @@ class Store:
         parent_id: str | None = None,
         start_at_ms: int | None = None,
         timeout: float | None = None,
+        sensitive: bool = False,
     ) -> str:
         """Create a run and enqueue it (or schedule it for ``start_at_ms``), in one script.
 
@@ -211,6 +238,7 @@ class Store:
                     parent_id or "",
                     "" if start_at_ms is None else int(start_at_ms),
                     "" if timeout is None else int(timeout * 1000),
+                    "1" if sensitive else "",
                 ],
             )
         except ScriptRefused as refused:
