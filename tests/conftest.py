@@ -38,6 +38,28 @@ def redis_server() -> Iterator[RedisServerProcess]:
         server.cleanup()
 
 
+@pytest.fixture(scope="module")
+def module_redis() -> Iterator[RedisServerProcess]:
+    """One private Redis shared by a module's tests (each test uses its own key prefix,
+    see ``settings``): for tests that need no faults and many servers."""
+    server = RedisServerProcess()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def settings(module_redis: RedisServerProcess) -> Any:
+    """Server settings on the module's Redis, under a fresh key prefix."""
+    import uuid
+
+    from aiki_server import Settings
+
+    return Settings(redis_url=module_redis.url, port=0, prefix=f"t{uuid.uuid4().hex[:10]}")
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServerProcess) -> str:
     return redis_server.url

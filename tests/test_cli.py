@@ -9,7 +9,6 @@ import signal
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +21,6 @@ from aiki_server import Settings
 from aiki_server._embedded_redis import RedisServerProcess, free_port
 
 CLI = [sys.executable, "-m", "aiki_server.cli"]
-
-
-@pytest.fixture(scope="module")
-def module_redis() -> Iterator[RedisServerProcess]:
-    """One private Redis for this module's tests (each test has its own prefix)."""
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import json
 import logging
 import signal
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +49,6 @@ async def second(payload: dict[str, Any]) -> int:
 async def ops_v1(ctx: aiki.WorkflowContext, payload: dict[str, Any]) -> int:
     n = await first.start(ctx, payload)
     return await second.start(ctx, {**payload, "n": n})
-
-
-@pytest.fixture(scope="module")
-def module_redis() -> Iterator[RedisServerProcess]:
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def settings(module_redis: RedisServerProcess) -> Settings:
-    return Settings(redis_url=module_redis.url, port=0, prefix=f"t{uuid.uuid4().hex[:10]}")
 
 
 async def run_aiki(*args: str, **env: str) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +66,6 @@ async def shop_v1(ctx: aiki.WorkflowContext, payload: dict[str, Any]) -> Any:
     reserved = await reserve.start(ctx, {"sku": payload["sku"]})
     charged = await charge.start(ctx, {**payload, **reserved})
     return {**reserved, **charged}
-
-
-@pytest.fixture(scope="module")
-def module_redis() -> Iterator[RedisServerProcess]:
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 def _browser() -> Any:

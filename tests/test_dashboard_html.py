@@ -7,8 +7,6 @@ import html
 import json
 import re
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -41,21 +39,6 @@ async def pages_v1(ctx: aiki.WorkflowContext, payload: dict[str, Any]) -> Any:
 @pages.v("2")
 async def pages_v2(ctx: aiki.WorkflowContext, payload: dict[str, Any]) -> Any:
     return await step.start(ctx, payload)
-
-
-@pytest.fixture(scope="module")
-def module_redis() -> Iterator[RedisServerProcess]:
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def settings(module_redis: RedisServerProcess) -> Settings:
-    return Settings(redis_url=module_redis.url, port=0, prefix=f"t{uuid.uuid4().hex[:10]}")
 
 
 def run_ids(page: str) -> list[str]:

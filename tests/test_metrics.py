@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -55,16 +54,6 @@ async def metered_v1(ctx: aiki.WorkflowContext, payload: dict[str, Any]) -> int:
 @metered.v("2")
 async def metered_v2(ctx: aiki.WorkflowContext, key: str) -> str:
     return await metrics_flaky.start(ctx, key)
-
-
-@pytest.fixture(scope="module")
-def module_redis() -> Iterator[RedisServerProcess]:
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +49,6 @@ async def server_echo_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
 
 
 # -- fixtures and helpers --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def module_redis() -> Iterator[RedisServerProcess]:
-    """One private Redis for this module's tests (each test has its own prefix)."""
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture

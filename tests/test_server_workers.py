@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 import trio
 from _helpers import wait_until
 from test_server import HANG_GUARD, assert_error, open_store, running_server, server_echo
@@ -18,22 +15,6 @@ from test_server import HANG_GUARD, assert_error, open_store, running_server, se
 import aiki
 from aiki._worker import REGISTRY_INTERVAL
 from aiki_server import Settings
-from aiki_server._embedded_redis import RedisServerProcess
-
-
-@pytest.fixture(scope="module")
-def module_redis() -> Iterator[RedisServerProcess]:
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def settings(module_redis: RedisServerProcess) -> Settings:
-    return Settings(redis_url=module_redis.url, port=0, prefix=f"t{uuid.uuid4().hex[:10]}")
 
 
 def _worker(client: aiki.Client, worker_id: str, concurrency: int = 3) -> aiki.Worker:

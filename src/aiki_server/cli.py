@@ -28,6 +28,7 @@ import httpx
 import trio
 
 import aiki
+from aiki._store._keys import RUN_STATUSES, TERMINAL_STATUSES
 
 from ._logging import LOG_FORMATS, LOG_LEVELS, setup_logging
 from ._present import duration, prepare_tasks, timeline
@@ -35,20 +36,7 @@ from ._serve import ServerHandle, serve_server
 from ._settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:9090"
-TERMINAL = ("completed", "failed", "cancelled")
-RUN_STATUSES = (
-    "scheduled",
-    "queued",
-    "running",
-    "sleeping",
-    "awaiting_event",
-    "awaiting_retry",
-    "awaiting_child_workflow",
-    "paused",
-    "completed",
-    "failed",
-    "cancelled",
-)
+TERMINAL = tuple(sorted(TERMINAL_STATUSES))
 
 log = logging.getLogger("aiki_server.cli")
 
