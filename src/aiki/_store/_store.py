@@ -373,6 +373,12 @@ class Store:
 
     # -- control --------------------------------------------------------------------
 
+    async def _existing(self, run_id: str) -> RunRecord:
+        run = await self.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
     async def send_event(
         self,
         run_id: str,
@@ -383,9 +389,7 @@ class Store:
         max_events: int = 10_000,
     ) -> bool:
         """Deliver an event to a run. False if this reference id was delivered before."""
-        run = await self.get_run(run_id)
-        if run is None:
-            raise RunNotFound(run_id)
+        run = await self._existing(run_id)
         k = self.keys
         try:
             reply = await self.redis.script(
@@ -403,9 +407,7 @@ class Store:
 
     async def wake_sleep(self, run_id: str, name: str) -> int:
         """End the sleep called ``name`` early. Returns how many sleeps were woken."""
-        run = await self.get_run(run_id)
-        if run is None:
-            raise RunNotFound(run_id)
+        run = await self._existing(run_id)
         k = self.keys
         reply = await self.redis.script(
             _scripts.WAKE_SLEEP,
@@ -416,9 +418,7 @@ class Store:
 
     async def cancel_run(self, run_id: str, reason: str = "cancelled") -> str:
         """Cancel a run and, recursively, its children. Returns the run's final status."""
-        run = await self.get_run(run_id)
-        if run is None:
-            raise RunNotFound(run_id)
+        run = await self._existing(run_id)
         k = self.keys
         reply = await self.redis.script(
             _scripts.CANCEL_RUN,
@@ -432,9 +432,7 @@ class Store:
         return str(_text(reply[0]))
 
     async def pause_run(self, run_id: str) -> str:
-        run = await self.get_run(run_id)
-        if run is None:
-            raise RunNotFound(run_id)
+        run = await self._existing(run_id)
         k = self.keys
         try:
             reply = await self.redis.script(
@@ -449,9 +447,7 @@ class Store:
         return str(_text(reply))
 
     async def resume_run(self, run_id: str) -> str:
-        run = await self.get_run(run_id)
-        if run is None:
-            raise RunNotFound(run_id)
+        run = await self._existing(run_id)
         k = self.keys
         reply = await self.redis.script(
             _scripts.RESUME_RUN,
