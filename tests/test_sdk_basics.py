@@ -347,6 +347,7 @@ EXPECTED_PUBLIC_API = {
     "NonRetryableError",
     "RedisStreams",
     "Retry",
+    "RunContextFilter",
     "RunConflict",
     "RunHandle",
     "RunNotFound",

@@ -22,6 +22,7 @@ from ._errors import (
     WorkflowFailed,
     WorkflowTimeout,
 )
+from ._log import RunContextFilter
 from ._retry import NonRetryableError, Retry
 from ._schedules import Schedule
 from ._store import RunRecord
@@ -44,6 +45,7 @@ __all__ = [
     "NonRetryableError",
     "RedisStreams",
     "Retry",
+    "RunContextFilter",
     "Schedule",
     "RunHandle",
     "RunConflict",

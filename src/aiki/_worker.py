@@ -25,6 +25,7 @@ from . import _serde, _task
 from ._client import Client
 from ._context import Suspend, WorkflowContext
 from ._errors import ConfigurationError, ConnectionFailed, WorkflowTimeout
+from ._log import bind_run
 from ._redis import Redis, ScriptRefused, connect, open_asyncio_bridge
 from ._retry import NonRetryableError, Retry
 from ._store import Store, TakenRun
@@ -380,6 +381,8 @@ class Worker:
     async def _run_workflow(self, store: Store, message: Message, taken: TakenRun) -> bool:
         """Run the workflow function; True when an outcome was recorded (or we lost
         the run to another executor), False when cancelled before an outcome."""
+        # Log records of this execution carry the run (see aiki.RunContextFilter).
+        bind_run(taken.id, taken.workflow, taken.version)
         version = self.workflow_registry.get(taken.workflow, taken.version)
         if version is None:
             await store.dead_letter(
