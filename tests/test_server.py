@@ -165,7 +165,7 @@ async def test_start_over_http_and_wait_with_a_real_worker(settings: Settings) -
         assert [(w["workflow"], w["version"]) for w in workflows] == [("server-test-echo", "1")]
 
 
-async def test_base_url_client_starts_and_awaits_20_runs(settings: Settings) -> None:
+async def test_base_url_client_starts_and_awaits_100_runs(settings: Settings) -> None:
     assert settings.redis_url is not None
     results: dict[int, Any] = {}
     async with (
@@ -180,9 +180,9 @@ async def test_base_url_client_starts_and_awaits_20_runs(settings: Settings) -> 
             results[n] = await handle.wait_for_completion(timeout=HANG_GUARD)
 
         async with trio.open_nursery() as nursery:
-            for n in range(20):
+            for n in range(100):
                 nursery.start_soon(one, n)
-    assert results == {n: {"n": n, "doubled": 2 * n, "tag": None} for n in range(20)}
+    assert results == {n: {"n": n, "doubled": 2 * n, "tag": None} for n in range(100)}
 
 
 async def test_delayed_start_over_http_is_fired_by_the_servers_timer_daemon(
