@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -122,3 +123,23 @@ async def test_sdk_rejects_oversized_payload_before_writing(redis_url: str) -> N
         with pytest.raises(aiki.InvalidPayload, match="limit is 1000"):
             await order_processing_v1.start(small, {"blob": "é" * 600})  # 1,200 bytes
         assert await small.store.redis.command("DBSIZE") == 0
+
+
+async def test_requests_have_a_time_limit(redis_url: str) -> None:
+    import math
+
+    from aiki_server._deadline import RequestDeadline
+
+    async def slow_app(scope: dict, receive: object, send: object) -> None:
+        await trio.sleep(math.inf)
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await RequestDeadline(slow_app, 0.2)({"type": "http"}, None, send)
+    assert sent[0]["status"] == 504
+    assert json.loads(sent[1]["body"])["error"]["type"] == "timeout"
+    with pytest.raises(aiki.ConfigurationError, match="request_timeout"):
+        Settings(max_wait=60, request_timeout=30)

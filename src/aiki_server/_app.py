@@ -48,6 +48,7 @@ from aiki._store._keys import RUN_STATUSES
 from aiki._store._store import new_run_id
 from aiki._timers import serve_timers
 
+from ._deadline import RequestDeadline
 from ._metrics import RedisCollector
 from ._observe import list_workers
 from ._openapi import MAX_LIST_LIMIT, MAX_MS, MAX_SECONDS, openapi_document
@@ -291,6 +292,10 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = 5
     state = AppState(settings)
     app.extensions["aiki"] = state
+    # Every request has a time limit (a 504 JSON error past it): see _deadline.
+    app.asgi_app = RequestDeadline(  # type: ignore[assignment,method-assign]
+        app.asgi_app, settings.request_timeout
+    )
 
     @app.before_serving
     async def _open() -> None:

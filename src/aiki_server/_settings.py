@@ -28,6 +28,7 @@ _ENV = {
     "AIKI_API_KEYS": "api_keys",
     "AIKI_RETENTION": "retention",
     "AIKI_MAX_EVENTS_PER_RUN": "max_events_per_run",
+    "AIKI_REQUEST_TIMEOUT": "request_timeout",
     "AIKI_REDIS_CLIENT": "redis_client",
 }
 
@@ -61,6 +62,7 @@ class Settings:
     retention: float | None = None
     redis_client: str | None = None
     max_events_per_run: int = 10_000
+    request_timeout: float = 90.0
 
     def __repr__(self) -> str:  # API keys and Redis passwords never reach logs
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -131,6 +133,16 @@ class Settings:
         ):
             raise ConfigurationError(
                 f"max_events_per_run must be a positive integer, got {self.max_events_per_run!r}"
+            )
+        if (
+            isinstance(self.request_timeout, bool)
+            or not isinstance(self.request_timeout, int | float)
+            or not math.isfinite(self.request_timeout)
+            or self.request_timeout <= self.max_wait
+        ):
+            raise ConfigurationError(
+                "request_timeout must be a number of seconds above max_wait "
+                f"({self.max_wait:g}), got {self.request_timeout!r}"
             )
         if self.redis_client is not None:
             from aiki._redis import resolve_implementation
