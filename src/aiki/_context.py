@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from . import _serde
-from ._errors import EventTimeout, TaskFailed, WorkflowCancelled, WorkflowFailed
+from ._errors import EventTimeout, RunNotFound, TaskFailed, WorkflowCancelled, WorkflowFailed
 from ._task import Task, TaskContext, _current_task
 
 log = logging.getLogger("aiki.worker")
@@ -56,7 +56,9 @@ class Suspend(BaseException):
         *,
         event: tuple[str, int] | None = None,
         child_id: str | None = None,
+        sleep_address: str | None = None,
     ) -> None:
+        self.sleep_address = sleep_address
         self.status = status
         self.wake_at_ms = wake_at_ms
         self.event = event
@@ -140,7 +142,7 @@ class WorkflowContext:
             if now >= wake_at:
                 await self._record(address, {**recorded, "status": "completed", "ended_at": now})
                 return
-            raise Suspend("sleeping", wake_at)
+            raise Suspend("sleeping", wake_at, sleep_address=address)
         if seconds <= 0:
             await self._record(
                 address,
@@ -166,7 +168,7 @@ class WorkflowContext:
                 "seconds": seconds,
             },
         )
-        raise Suspend("sleeping", wake_at)
+        raise Suspend("sleeping", wake_at, sleep_address=address)
 
     async def wait_for_event(self, name: str, *, timeout: float | None = None) -> Any:
         """Wait durably for the event ``name`` sent to this run and return its data.
@@ -351,7 +353,23 @@ class ChildHandle:
         if recorded is None:
             assert ctx._get_run is not None
             run = await ctx._get_run(self.id)
-            if run is None or not run.ended:
+            if run is None:
+                # Its record is gone (retention expired it, or Redis lost its start):
+                # waiting would never end, so the wait fails, the same on every replay.
+                now = ctx.now_ms()
+                await ctx._record(
+                    address,
+                    {
+                        "kind": "child-wait",
+                        "status": "completed",
+                        "child_id": self.id,
+                        "child_status": "missing",
+                        "started_at": now,
+                        "ended_at": now,
+                    },
+                )
+                raise RunNotFound(self.id)
+            if not run.ended:
                 raise Suspend("awaiting_child_workflow", None, child_id=self.id)
             now = ctx.now_ms()
             recorded = {
@@ -365,6 +383,8 @@ class ChildHandle:
                 "ended_at": now,
             }
             await ctx._record(address, recorded)
+        if recorded["child_status"] == "missing":
+            raise RunNotFound(self.id)
         if recorded["child_status"] == "completed":
             return recorded.get("result")
         if recorded["child_status"] == "cancelled":

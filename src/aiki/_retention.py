@@ -67,4 +67,6 @@ async def serve_retention(
                 log.info("retention: dropped %d expired runs from the index", removed)
         except ConnectionFailed as exc:
             log.warning("retention daemon cannot reach Redis (%s); retrying", exc)
+        except Exception:  # a daemon never dies of one bad reply
+            log.exception("retention daemon failed; retrying")
         await trio.sleep(min(interval, max(retention, 0.5)) * random.uniform(0.8, 1.2))

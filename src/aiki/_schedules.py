@@ -165,7 +165,11 @@ async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
         if raw is None:
             await store.redis.command("ZREM", k.schedules_due, schedule_id)
             continue
-        schedule = Schedule.from_json(json.loads(raw))
+        try:
+            schedule = Schedule.from_json(json.loads(raw))
+        except (ValueError, TypeError, ConfigurationError) as exc:
+            log.error("schedule %s has an invalid definition, skipped: %s", schedule_id, exc)
+            continue
         action, previous = "start", None
         if schedule.overlap != "allow":
             last_id = await store.redis.command("HGET", k.schedules_last_run, schedule_id)
@@ -226,8 +230,11 @@ async def serve_schedules(
             if outage:
                 log.warning("schedule daemon reaches Redis again")
                 outage = False
-        except ConnectionFailed as exc:
+        except Exception as exc:  # a daemon never dies of one bad reply
             if not outage:
-                log.warning("schedule daemon cannot reach Redis (%s); retrying", exc)
+                if isinstance(exc, ConnectionFailed):
+                    log.warning("schedule daemon cannot reach Redis (%s); retrying", exc)
+                else:
+                    log.exception("schedule daemon failed; retrying")
                 outage = True
         await trio.sleep(interval * random.uniform(0.8, 1.2))

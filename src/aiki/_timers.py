@@ -32,9 +32,12 @@ async def serve_timers(
     while True:
         try:
             fired, due, _next_due = await store.fire_timers()
-        except ConnectionFailed as exc:
+        except Exception as exc:  # a daemon never dies of one bad reply
             if not outage:
-                log.warning("timer daemon cannot reach Redis (%s); retrying", exc)
+                if isinstance(exc, ConnectionFailed):
+                    log.warning("timer daemon cannot reach Redis (%s); retrying", exc)
+                else:
+                    log.exception("timer daemon failed; retrying")
                 outage = True
             await trio.sleep(min(5.0, interval * 4) * random.uniform(0.8, 1.2))
             continue

@@ -24,7 +24,7 @@ import trio
 from . import _serde, _task
 from ._client import Client
 from ._context import Suspend, WorkflowContext
-from ._errors import ConfigurationError, ConnectionFailed, WorkflowTimeout
+from ._errors import ConfigurationError, ConnectionFailed, TaskFailed, WorkflowTimeout
 from ._log import bind_run
 from ._redis import Redis, ScriptRefused, connect, open_asyncio_bridge
 from ._retry import NonRetryableError, Retry
@@ -137,7 +137,6 @@ class Worker:
                     for message in await reader.read_own_pending(self.free_slots):
                         self._spawn(executions, store, message)
                     loops.start_soon(self._read_loop, reader, executions, store)
-                    loops.start_soon(self._claim_loop, reader, executions, store)
                     loops.start_soon(self._heartbeat_loop, reader)
                     loops.start_soon(self._registry_loop, store)
                     await loops.start(self._control_loop, store)
@@ -170,11 +169,23 @@ class Worker:
     async def _read_loop(
         self, reader: StreamReader, executions: trio.Nursery, store: Store
     ) -> None:
+        """Read new messages and, every claim interval, take over abandoned ones.
+
+        Both happen in this one loop so that together they never take more messages
+        than the worker has free slots."""
+        sub = self.subscriber
         failures = 0
+        next_claim = trio.current_time() + sub.effective_claim_interval
         while True:
             await self._wait_for_slot()
+            if trio.current_time() >= next_claim:
+                next_claim = trio.current_time() + sub.effective_claim_interval * (
+                    random.uniform(0.8, 1.2)
+                )
+                await self._claim(reader, executions, store)
+                continue
             try:
-                messages = await reader.read(self.free_slots, self.subscriber.block_time)
+                messages = await reader.read(self.free_slots, sub.block_time)
             except ConnectionFailed as exc:
                 failures += 1
                 if failures == 1:
@@ -187,26 +198,18 @@ class Worker:
             for message in messages:
                 self._spawn(executions, store, message)
 
-    async def _claim_loop(
-        self, reader: StreamReader, executions: trio.Nursery, store: Store
-    ) -> None:
-        sub = self.subscriber
-        while True:
-            await trio.sleep(sub.effective_claim_interval * random.uniform(0.8, 1.2))
-            if self.free_slots <= 0:
+    async def _claim(self, reader: StreamReader, executions: trio.Nursery, store: Store) -> None:
+        """Take over messages idle longer than claim_min_idle_time (dead workers')."""
+        try:
+            claimed = await reader.autoclaim(self.free_slots, self.subscriber.claim_min_idle_time)
+        except ConnectionFailed:
+            return  # the read reports outages
+        for message in claimed:
+            if message.key in self._in_flight:
                 continue
-            try:
-                claimed = await reader.autoclaim(self.free_slots, sub.claim_min_idle_time)
-            except ConnectionFailed:
-                continue  # the read loop reports outages
-            for message in claimed:
-                if message.key in self._in_flight:
-                    continue
-                self.claims_taken_over += 1
-                log.info(
-                    "worker %s took over message %s (run %s)", self.id, message.id, message.run_id
-                )
-                self._spawn(executions, store, message)
+            self.claims_taken_over += 1
+            log.info("worker %s took over message %s (run %s)", self.id, message.id, message.run_id)
+            self._spawn(executions, store, message)
 
     async def _heartbeat_loop(self, reader: StreamReader) -> None:
         while True:
@@ -364,6 +367,11 @@ class Worker:
             # The message stays pending; a claim will retry the run once Redis is back.
             log.warning("worker %s gave up on run %s for now: %s", self.id, message.run_id, exc)
             finished = True
+        except Exception:
+            # A bug or an unexpected Redis reply must not take the worker (and every other
+            # execution) down: the message stays pending and a claim retries the run.
+            log.exception("worker %s: unexpected error executing run %s", self.id, message.run_id)
+            finished = True
         finally:
             if message.key in self._abandoned:
                 self._abandoned.discard(message.key)
@@ -431,36 +439,79 @@ class Worker:
             get_run=store.get_run,
         )
         deadline = taken.deadline_ms
+        timed_out = False
+        result_json = "null"
         try:
-            try:
-                if deadline is not None and taken.now_ms >= deadline:
-                    raise WorkflowTimeout(taken.timeout_ms)
-                if deadline is None:  # no cancel scope on the hot path when not needed
-                    result = await version.fn(ctx, taken.payload)
-                else:
-                    with trio.fail_after((deadline - taken.now_ms) / 1000):
-                        result = await version.fn(ctx, taken.payload)
+            if deadline is not None and taken.now_ms >= deadline:
+                timed_out = True
+            elif deadline is None:  # no cancel scope on the hot path when not needed
+                result = await version.fn(ctx, taken.payload)
                 result_json = _serde.dumps(result, what="workflow result")
-            except trio.TooSlowError:
+            else:
+                # Our own scope, so a user's trio.TooSlowError is not taken for ours.
+                with trio.move_on_after((deadline - taken.now_ms) / 1000) as limit:
+                    result = await version.fn(ctx, taken.payload)
+                timed_out = limit.cancelled_caught
+                if not timed_out:
+                    result_json = _serde.dumps(result, what="workflow result")
+        except BaseException as exc:  # noqa: BLE001 - sorted below; the rest re-raised
+            kind, detail = _classify(exc, taken.now_ms)
+            if kind == "reraise":
+                raise
+            if kind == "suspend":
+                await self._park(store, message, taken, detail, deadline)
+            elif kind == "stale":
+                log.warning(
+                    "worker %s lost run %s (%s); abandoning this execution quietly",
+                    self.id,
+                    taken.id,
+                    detail,
+                )
+            else:
+                try:
+                    await self._workflow_failed(store, message, taken, version.retry, ctx, detail)
+                except (_StaleExecution, ScriptRefused) as stale:
+                    log.warning(
+                        "worker %s lost run %s (%s); abandoning this execution quietly",
+                        self.id,
+                        taken.id,
+                        stale,
+                    )
+            return True
+        try:
+            if timed_out:
                 error = _serde.error_record(WorkflowTimeout(taken.timeout_ms))
                 error["non_retryable"] = True
                 await self._retrying(
                     "record timeout", lambda: store.finish_run(taken, message.id, error=error)
                 )
-            except (_StaleExecution, Suspend):
-                raise
-            except Exception as exc:
-                await self._workflow_failed(store, message, taken, version.retry, ctx, exc)
             else:
                 await self._retrying(
                     "record result",
                     lambda: store.finish_run(taken, message.id, result_json=result_json),
                 )
-        except Suspend as suspend:
-            status, wake_at = suspend.status, suspend.wake_at_ms
-            if deadline is not None and (wake_at is None or wake_at > deadline):
-                wake_at = deadline  # wake at the deadline to end the run as timed out
-            event, child_id = suspend.event, suspend.child_id
+        except ScriptRefused as stale:
+            log.warning(
+                "worker %s lost run %s (%s); abandoning this execution quietly",
+                self.id,
+                taken.id,
+                stale,
+            )
+        return True
+
+    async def _park(
+        self,
+        store: Store,
+        message: Message,
+        taken: TakenRun,
+        suspend: Suspend,
+        deadline: int | None,
+    ) -> None:
+        status, wake_at = suspend.status, suspend.wake_at_ms
+        if deadline is not None and (wake_at is None or wake_at > deadline):
+            wake_at = deadline  # wake at the deadline to end the run as timed out
+        event, child_id, sleep = suspend.event, suspend.child_id, suspend.sleep_address
+        try:
             await self._retrying(
                 "park run",
                 lambda: store.park_run(
@@ -470,16 +521,16 @@ class Worker:
                     wake_at_ms=wake_at,
                     event=event,
                     child_id=child_id,
+                    sleep_address=sleep,
                 ),
             )
-        except (_StaleExecution, ScriptRefused) as stale:
+        except ScriptRefused as stale:
             log.warning(
                 "worker %s lost run %s (%s); abandoning this execution quietly",
                 self.id,
                 taken.id,
                 stale,
             )
-        return True
 
     async def _workflow_failed(
         self,
@@ -541,6 +592,56 @@ class Worker:
                 drop_tasks=failed,
             ),
         )
+
+
+def _classify(exc: BaseException, now_ms: int) -> tuple[str, Any]:
+    """What a workflow function's exception means: ``("suspend", Suspend)``,
+    ``("stale", exc)``, ``("failed", Exception)`` or ``("reraise", None)``.
+
+    Workflow code fans out in trio nurseries, so suspensions, lost claims and task
+    failures may arrive wrapped in exception groups; cancellation is always re-raised."""
+    if isinstance(exc, trio.Cancelled | KeyboardInterrupt | SystemExit | GeneratorExit):
+        return "reraise", None
+    if isinstance(exc, _StaleExecution):
+        return "stale", exc
+    if isinstance(exc, ScriptRefused):
+        return "stale", exc
+    if isinstance(exc, Suspend):
+        return "suspend", exc
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = list(_leaves(exc))
+        if any(isinstance(e, trio.Cancelled | KeyboardInterrupt | SystemExit) for e in leaves):
+            return "reraise", None
+        stale = [e for e in leaves if isinstance(e, _StaleExecution | ScriptRefused)]
+        if stale:
+            return "stale", stale[0]
+        suspends = [e for e in leaves if isinstance(e, Suspend)]
+        if suspends:
+            # Parallel branches wait for different things: park until the earliest
+            # timer, and re-check at least every second when several conditions mix;
+            # the replay parks again for whatever is still awaited.
+            chosen = min(suspends, key=lambda s: s.wake_at_ms or 2**62)
+            if len(suspends) > 1:
+                wake = min(chosen.wake_at_ms or 2**62, now_ms + 1000)
+                return "suspend", Suspend(chosen.status, wake)
+            return "suspend", chosen
+        failures = [e for e in leaves if isinstance(e, TaskFailed)]
+        if failures and len(failures) == len(leaves):
+            return "failed", failures[0]  # record the task's own error, not the group
+        if isinstance(exc, Exception):
+            return "failed", exc
+        return "reraise", None
+    if isinstance(exc, Exception):
+        return "failed", exc
+    return "reraise", None
+
+
+def _leaves(exc: BaseException) -> Any:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 async def _close_shielded(redis: Redis) -> None:

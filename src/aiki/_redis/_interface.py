@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, ConnectionFailed
 
 Arg = str | bytes | int | float
 
@@ -32,12 +32,39 @@ class ScriptRefused(Exception):
         super().__init__(f"{code}: {detail}")
 
 
-def parse_refusal(text: str) -> ScriptRefused | None:
-    """``"STALE run is ..."`` or ``"STALE: run is ..."`` -> ScriptRefused; else None."""
-    head, _, rest = text.strip().partition(" ")
-    code = head.rstrip(":")
-    if code and code.isupper() and code.replace("_", "").isalpha():
-        return ScriptRefused(code, rest.lstrip(": ").strip())
+# The codes Aiki's own scripts refuse with (see _store/_scripts.py).
+REFUSAL_CODES = frozenset({"STALE", "MISSING", "EXISTS", "CONFLICT", "ENDED", "LIMIT"})
+# Error replies that mean "Redis cannot serve right now" (loading its AOF, a failover,
+# out of memory, a busy script): retried like a lost connection, never taken for a
+# refusal.
+TRANSIENT_CODES = frozenset(
+    {
+        "LOADING",
+        "READONLY",
+        "BUSY",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "OOM",
+        "NOREPLICAS",
+        "MISCONF",
+    }
+)
+
+
+def parse_refusal(text: str) -> Exception | None:
+    """``"STALE run is ..."`` (or ``"STALE: ..."``) -> ScriptRefused; a transient error
+    reply (LOADING, READONLY, OOM, ...) -> ConnectionFailed; anything else -> None."""
+    # The reply's code is its first all-capitals word (client libraries may put their
+    # own words before it: "An error was signalled by the server: - ResponseError: ...").
+    for part in text.split():
+        code = part.rstrip(":")
+        if len(code) >= 2 and code.isalpha() and code.isupper():
+            if code in REFUSAL_CODES:
+                return ScriptRefused(code, text.split(part, 1)[1].lstrip(": ").strip())
+            if code in TRANSIENT_CODES:
+                return ConnectionFailed(f"Redis cannot serve now: {text.strip()}")
+            return None
     return None
 
 

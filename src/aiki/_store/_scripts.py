@@ -216,7 +216,7 @@ PARK_RUN = Lua(
 -- KEYS: run, tasks, stream, timers, events, child run (the run itself when none)
 -- ARGV: revision, stream message id, group, status, wake at (ms, '' for none),
 --       errors JSON ('' to keep), run id, event name (or ''), events already seen,
---       addresses to drop...
+--       sleep record address (or ''), addresses to drop...
 -- Suspends the execution: acks its message and either enqueues the run again at once
 -- (queued) or parks it (sleeping, awaiting_*), with a durable timer when wake at is
 -- given. What the run waits for may have happened since the execution looked (an event
@@ -228,13 +228,18 @@ if st[1] ~= 'running' or st[2] ~= ARGV[1] then
 end
 redis.call('XACK', KEYS[3], ARGV[3], ARGV[2])
 redis.call('XDEL', KEYS[3], ARGV[2])
-for i = 10, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+for i = 11, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'errors', ARGV[6]) end
 redis.call('HINCRBY', KEYS[1], 'revision', 1)
 local status = ARGV[4]
 if status == 'awaiting_event' and ARGV[8] ~= '' then
-  local list = redis.call('HGET', KEYS[5], ARGV[8])
-  if list and #cjson.decode(list) > tonumber(ARGV[9]) then status = 'queued' end
+  local count = redis.call('HGET', KEYS[5], '#n:' .. ARGV[8])
+  if count and tonumber(count) > tonumber(ARGV[9]) then status = 'queued' end
+end
+if status == 'sleeping' and ARGV[10] ~= '' then
+  -- woken early (handle.wakeup) while this execution was still running
+  local rec = redis.call('HGET', KEYS[2], ARGV[10])
+  if rec and string.find(rec, '"status":"completed"', 1, true) then status = 'queued' end
 end
 if status == 'awaiting_child_workflow' and KEYS[6] ~= KEYS[1] then
   local child = redis.call('HGET', KEYS[6], 'status')
@@ -306,18 +311,20 @@ if not st[1] then return redis.error_reply('MISSING run') end
 if st[1] == 'completed' or st[1] == 'failed' or st[1] == 'cancelled' then
   return redis.error_reply('ENDED run is ' .. st[1])
 end
-if ARGV[3] ~= '' then
-  if redis.call('HSETNX', KEYS[2], 'ref:' .. ARGV[3], '1') == 0 then return 'duplicate' end
+if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[2], 'ref:' .. ARGV[3]) == 1 then
+  return 'duplicate'
 end
-local count = redis.call('HINCRBY', KEYS[2], '#count', 1)
-if count > tonumber(ARGV[5]) then
+if tonumber(redis.call('HGET', KEYS[2], '#count') or '0') >= tonumber(ARGV[5]) then
   return redis.error_reply('LIMIT run already has ' .. ARGV[5] .. ' events')
 end
+redis.call('HINCRBY', KEYS[2], '#count', 1)
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'ref:' .. ARGV[3], '1') end
 local now = now_ms()
-local list = redis.call('HGET', KEYS[2], ARGV[1])
-local events = list and cjson.decode(list) or {}
-table.insert(events, {data = cjson.decode(ARGV[2]), reference_id = ARGV[3], at = now})
-redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(events))
+-- The event is stored as the JSON it came as (never decoded here, so numbers and empty
+-- arrays keep their exact form): field e:<name>#<n>, n counted by #n:<name>.
+local n = redis.call('HINCRBY', KEYS[2], '#n:' .. ARGV[1], 1) - 1
+redis.call('HSET', KEYS[2], 'e:' .. ARGV[1] .. '#' .. n, '{"data":' .. ARGV[2] ..
+  ',"reference_id":' .. cjson.encode(ARGV[3]) .. ',"at":' .. now .. '}')
 if st[1] == 'awaiting_event' then
   local msg = redis.call('XADD', KEYS[3], '*', 'run', ARGV[4])
   redis.call('HSET', KEYS[1], 'status', 'queued', 'message', msg, 'updated_at', now)
@@ -340,7 +347,8 @@ local prefix = 'sleep:' .. ARGV[1] .. ':'
 local tasks = redis.call('HGETALL', KEYS[2])
 local woken = 0
 for i = 1, #tasks, 2 do
-  if string.sub(tasks[i], 1, #prefix) == prefix then
+  if string.sub(tasks[i], 1, #prefix) == prefix and
+     string.match(string.sub(tasks[i], #prefix + 1), '^%d+$') then
     local rec = cjson.decode(tasks[i + 1])
     if rec.status == 'sleeping' then
       rec.status = 'completed'
@@ -435,8 +443,10 @@ if not st[1] then return redis.error_reply('MISSING run') end
 if st[1] ~= 'paused' then return st[1] end
 local now = now_ms()
 redis.call('HDEL', KEYS[1], 'paused_from')
+-- A sleep is re-checked by its replay (it may have been woken while paused); retry
+-- delays and delayed starts wait for their timer again.
 if st[3] and tonumber(st[3]) > tonumber(now) and
-   (st[2] == 'sleeping' or st[2] == 'awaiting_retry' or st[2] == 'scheduled') then
+   (st[2] == 'awaiting_retry' or st[2] == 'scheduled') then
   redis.call('HSET', KEYS[1], 'status', st[2], 'updated_at', now)
   redis.call('ZADD', KEYS[3], st[3], ARGV[1])
   return st[2]

@@ -23,6 +23,16 @@ from ._keys import GROUP, TERMINAL_STATUSES, Keys
 REDACTED = "[redacted]"
 
 
+def _events(fields: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Events from a run's events hash: fields ``e:<name>#<n>``, in send order."""
+    found: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for key, value in fields.items():
+        if key.startswith("e:"):
+            name, _, n = key[2:].rpartition("#")
+            found.setdefault(name, []).append((int(n), json.loads(value)))
+    return {name: [e for _, e in sorted(entries)] for name, entries in found.items()}
+
+
 def new_run_id() -> str:
     """A fresh run id: 32 hex digits, safe in keys, channels and JSON."""
     return uuid.uuid4().hex
@@ -269,11 +279,7 @@ class Store:
             payload=_serde.loads(reply[4]),
             tasks=tasks,
             errors=json.loads(_text(reply[6])),
-            events={
-                name: json.loads(v)
-                for name, v in _pairs(reply[7]).items()
-                if not name.startswith(("ref:", "#"))
-            },
+            events=_events(_pairs(reply[7])),
             now_ms=int(reply[8]),
             started_at_ms=int(reply[9]),
             timeout_ms=int(reply[10]) if _text(reply[10]) else None,
@@ -340,6 +346,7 @@ class Store:
         drop_tasks: Sequence[str] = (),
         event: tuple[str, int] | None = None,
         child_id: str | None = None,
+        sleep_address: str | None = None,
     ) -> str:
         """Suspend an execution: requeue the run now (``queued``) or park it in
         ``status`` with an optional timer. ``event=(name, seen)`` / ``child_id`` name what
@@ -366,6 +373,7 @@ class Store:
                 run.id,
                 event[0] if event else "",
                 event[1] if event else 0,
+                sleep_address or "",
                 *drop_tasks,
             ],
         )
@@ -511,8 +519,8 @@ class Store:
                 ]
             )
         for reply in await self.redis.batch(commands):
-            if isinstance(reply, ScriptRefused) and reply.code == "BUSYGROUP":
-                continue
+            if isinstance(reply, Exception) and "BUSYGROUP" in str(reply):
+                continue  # the group exists already: fine
             if isinstance(reply, BaseException):
                 raise reply
 
