@@ -461,22 +461,12 @@ class Worker:
             if kind == "suspend":
                 await self._park(store, message, taken, detail, deadline)
             elif kind == "stale":
-                log.warning(
-                    "worker %s lost run %s (%s); abandoning this execution quietly",
-                    self.id,
-                    taken.id,
-                    detail,
-                )
+                self._lost(taken, detail)
             else:
                 try:
                     await self._workflow_failed(store, message, taken, version.retry, ctx, detail)
                 except (_StaleExecution, ScriptRefused) as stale:
-                    log.warning(
-                        "worker %s lost run %s (%s); abandoning this execution quietly",
-                        self.id,
-                        taken.id,
-                        stale,
-                    )
+                    self._lost(taken, stale)
             return True
         try:
             if timed_out:
@@ -491,13 +481,14 @@ class Worker:
                     lambda: store.finish_run(taken, message.id, result_json=result_json),
                 )
         except ScriptRefused as stale:
-            log.warning(
-                "worker %s lost run %s (%s); abandoning this execution quietly",
-                self.id,
-                taken.id,
-                stale,
-            )
+            self._lost(taken, stale)
         return True
+
+    def _lost(self, taken: TakenRun, why: BaseException) -> None:
+        """Another executor took the run (its revision moved on): stop quietly."""
+        log.warning(
+            "worker %s lost run %s (%s); abandoning this execution quietly", self.id, taken.id, why
+        )
 
     async def _park(
         self,
@@ -525,12 +516,7 @@ class Worker:
                 ),
             )
         except ScriptRefused as stale:
-            log.warning(
-                "worker %s lost run %s (%s); abandoning this execution quietly",
-                self.id,
-                taken.id,
-                stale,
-            )
+            self._lost(taken, stale)
 
     async def _workflow_failed(
         self,
