@@ -153,3 +153,18 @@ def machine_description(redis_info: dict[str, str], redis_binary: str) -> dict[s
         "git_dirty": bool(status) if status is not None else None,
         "loadavg_at_start": list(os.getloadavg()),
     }
+
+
+async def wait_for_stop() -> None:
+    """In a benchmark child process: return once ``stop`` (or end of file) arrives on
+    stdin, the parent's way of asking for a graceful stop."""
+    import trio
+
+    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    buf = b""
+    async with stream:
+        while b"stop" not in buf:
+            chunk = await stream.receive_some(1024)
+            if not chunk:
+                return
+            buf += chunk

@@ -10,25 +10,15 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
-import os
 import sys
 from functools import partial
 from typing import Any
 
 import trio
 
+from ._common import wait_for_stop
+
 UNAVAILABLE = 3
-
-
-async def _wait_for_stop() -> None:
-    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-    buf = b""
-    async with stream:
-        while b"stop" not in buf:
-            chunk = await stream.receive_some(1024)
-            if not chunk:
-                return
-            buf += chunk
 
 
 def _settings(settings_cls: Any, redis_url: str, port: int) -> Any:
@@ -53,11 +43,11 @@ def _settings(settings_cls: Any, redis_url: str, port: int) -> Any:
 async def _serve(serve_server: Any, settings: Any) -> None:
     if "shutdown_trigger" in inspect.signature(serve_server).parameters:
         # A graceful stop: Hypercorn returns once the trigger does.
-        await serve_server(settings, shutdown_trigger=_wait_for_stop)
+        await serve_server(settings, shutdown_trigger=wait_for_stop)
         return
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(serve_server, settings))
-        await _wait_for_stop()
+        await wait_for_stop()
         nursery.cancel_scope.cancel()
 
 

@@ -16,18 +16,8 @@ import trio
 
 import aiki
 
+from ._common import wait_for_stop
 from ._workflows import ALL
-
-
-async def _wait_for_stop() -> None:
-    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-    buf = b""
-    async with stream:
-        while b"stop" not in buf:
-            chunk = await stream.receive_some(1024)
-            if not chunk:
-                return
-            buf += chunk
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -43,7 +33,7 @@ async def serve(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.start)
             print(f"READY {os.getpid()}", flush=True)
-            await _wait_for_stop()
+            await wait_for_stop()
             await worker.stop()
         print(f"STOPPED {worker.executions_finished}", flush=True)
     return 0
