@@ -229,3 +229,18 @@ async def test_wait_for_unknown_run_raises_run_not_found(client: aiki.Client) ->
         await handle.wait_for_completion(timeout=1)
     with pytest.raises(aiki.RunNotFound):
         await handle.status()
+
+
+async def test_unwaited_watches_are_bounded_and_waited_ones_kept() -> None:
+    """Starts whose runs nobody waits for leave watches; they are dropped oldest first
+    (in amortized constant time), never the watch of a run someone waits for."""
+    from aiki._notify import RunEndedListener
+
+    listener = RunEndedListener("redis://127.0.0.1:1", None, max_unwaited=100)  # type: ignore[arg-type]
+    waited, _ = listener.watch("waited")
+    waited.waiters = 1
+    for i in range(5000):
+        listener.watch(f"run-{i}")
+    assert len(listener._watches) <= 101
+    assert "waited" in listener._watches
+    assert "run-4999" in listener._watches and "run-0" not in listener._watches

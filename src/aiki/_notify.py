@@ -88,13 +88,16 @@ class RunEndedListener:
     def _trim(self) -> None:
         # Watches made at start for runs nobody waits for are dropped oldest first; a
         # later wait on such a run simply reads its status once.
-        if len(self._watches) <= self._max_unwaited:
-            return
-        for run_id in list(self._watches):
-            if len(self._watches) <= self._max_unwaited:
-                break
-            if self._watches[run_id].waiters == 0:
+        # Amortized O(1) per start: pop from the old end; a watch someone waits on is
+        # moved to the young end instead (at most once per pass over the dict).
+        budget = len(self._watches)
+        while len(self._watches) > self._max_unwaited and budget > 0:
+            budget -= 1
+            run_id, w = next(iter(self._watches.items()))
+            if w.waiters == 0:
                 del self._watches[run_id]
+            else:
+                self._watches.move_to_end(run_id)
 
     @property
     def pending(self) -> int:
