@@ -160,3 +160,36 @@ async def test_transient_redis_errors_are_ridden_through() -> None:
         await redis.command("CONFIG", "SET", "maxmemory", "0")
         assert await handle.wait_for_completion(timeout=30) == {"1": 1, "2": 2}
         assert env.worker.in_flight == 0
+
+
+@aiki.task("rr-hang")
+async def rr_hang(x: int) -> int:
+    await trio.sleep_forever()
+    return x  # pragma: no cover
+
+
+@rr.v("limited", timeout=0.5)
+async def limited(ctx: aiki.WorkflowContext, x: int) -> int:
+    return await rr_hang.start(ctx, x)
+
+
+async def test_runs_started_without_the_code_get_the_version_timeout() -> None:
+    """HTTP starts and schedule occurrences know no workflow code: they take the
+    timeout the version's worker registered."""
+    async with open_test_environment(rr) as env:
+        async with aiki.client(base_url=env.base_url) as http:
+            over_http = await limited.start(http, 1)
+            await limited.schedule(http, "limited-once", 2, every=0.3)
+            with pytest.raises(aiki.WorkflowFailed) as info:
+                await over_http.wait_for_completion(timeout=20)
+            assert info.value.error_type == "WorkflowTimeout"
+
+            async def scheduled_failed() -> bool:
+                runs = await env.client.store.list_runs(limit=20)
+                return any(r.payload == 2 and r.status == "failed" for r in runs)
+
+            await wait_until(scheduled_failed, what="a scheduled run timed out")
+            await http.delete_schedule("limited-once")
+        runs = await env.client.store.list_runs(limit=20)
+        failed = next(r for r in runs if r.payload == 2 and r.status == "failed")
+        assert failed.error is not None and failed.error["type"] == "WorkflowTimeout"

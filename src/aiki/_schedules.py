@@ -177,6 +177,7 @@ async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
             if previous is not None and not previous.ended and schedule.overlap == "skip":
                 action = "skip"
         run_id = occurrence_run_id(schedule_id, occurrence)
+        timeout = await store.workflow_timeout(schedule.workflow, schedule.version)
         following = schedule.next_after(occurrence)
         if following <= now:  # occurrences were missed: catch up once, then go on from now
             following = schedule.next_after(now)
@@ -198,6 +199,7 @@ async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
                 schedule.workflow,
                 schedule.version,
                 _serde.dumps(schedule.payload),
+                "" if timeout is None else int(timeout * 1000),
             ],
         )
         if int(reply) == 1:

@@ -109,7 +109,9 @@ class Worker:
         self._running = True
         store = self.client.store
         versions = [(wv.name, wv.version) for wv in self.workflow_registry]
-        await store.register_workflows(versions, self.id)
+        await store.register_workflows(
+            versions, self.id, {(wv.name, wv.version): wv.timeout for wv in self.workflow_registry}
+        )
         streams = [store.keys.stream(w, v) for w, v in versions]
         sub = self.subscriber
         implementation = self.client.redis_client

@@ -523,6 +523,8 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
                 f"unknown workflow {workflow!r}: no worker has registered it",
                 "workflow",
             )
+        if run_timeout is None:  # the version's own timeout, as its worker registered it
+            run_timeout = await store.workflow_timeout(workflow, version)
         run_id = new_run_id()
         try:
             started = await store.start_run(

@@ -463,7 +463,7 @@ FIRE_SCHEDULE = Lua(
     + """
 -- KEYS: schedule due set, schedule last-run hash, run, stream, runs index
 -- ARGV: schedule id, occurrence (ms) the caller saw as due, next occurrence (ms or ''),
---       action (start|skip), run id, workflow, version, payload
+--       action (start|skip), run id, workflow, version, payload, timeout (ms or '')
 -- Fires one occurrence of a schedule exactly once, however many servers try: only the
 -- caller that still sees the occurrence it computed from moves the schedule on.
 local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -479,6 +479,7 @@ local msg = redis.call('XADD', KEYS[4], '*', 'run', ARGV[5])
 redis.call('HSET', KEYS[3], 'id', ARGV[5], 'workflow', ARGV[6], 'version', ARGV[7],
   'payload', ARGV[8], 'revision', 0, 'attempts', 0, 'created_at', now, 'updated_at', now,
   'status', 'queued', 'message', msg, 'schedule', ARGV[1], 'occurrence', ARGV[2])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[3], 'timeout_ms', ARGV[9]) end
 redis.call('ZADD', KEYS[5], now, ARGV[5])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
 return 1

@@ -503,10 +503,18 @@ class Store:
 
     # -- workflows ------------------------------------------------------------------
 
-    async def register_workflows(self, versions: list[tuple[str, str]], worker_id: str) -> None:
-        """Create each version's stream group and record it as known (idempotent)."""
+    async def register_workflows(
+        self,
+        versions: list[tuple[str, str]],
+        worker_id: str,
+        timeouts: dict[tuple[str, str], float | None] | None = None,
+    ) -> None:
+        """Create each version's stream group and record it as known (idempotent), with
+        its workflow-level timeout: runs started without the code (HTTP, schedules) get
+        it from here."""
         commands: list[list[Any]] = []
         for workflow, version in versions:
+            timeout = (timeouts or {}).get((workflow, version))
             commands.append(
                 ["XGROUP", "CREATE", self.keys.stream(workflow, version), GROUP, "0", "MKSTREAM"]
             )
@@ -515,7 +523,14 @@ class Store:
                     "HSET",
                     self.keys.workflows,
                     Keys.workflow_field(workflow, version),
-                    json.dumps({"workflow": workflow, "version": version, "worker": worker_id}),
+                    json.dumps(
+                        {
+                            "workflow": workflow,
+                            "version": version,
+                            "worker": worker_id,
+                            "timeout": timeout,
+                        }
+                    ),
                 ]
             )
         for reply in await self.redis.batch(commands):
@@ -523,6 +538,16 @@ class Store:
                 continue  # the group exists already: fine
             if isinstance(reply, BaseException):
                 raise reply
+
+    async def workflow_timeout(self, workflow: str, version: str) -> float | None:
+        """The registered workflow-level timeout of a version (None: none or unknown)."""
+        raw = await self.redis.command(
+            "HGET", self.keys.workflows, Keys.workflow_field(workflow, version)
+        )
+        if raw is None:
+            return None
+        timeout = json.loads(raw).get("timeout")
+        return float(timeout) if timeout else None
 
     async def workflow_known(self, workflow: str, version: str) -> bool:
         reply = await self.redis.command(
