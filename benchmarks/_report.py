@@ -131,6 +131,7 @@ def _aiki_rows(doc: Doc) -> list[list[str]]:
         ("one_worker", "1 worker"),
         ("two_workers", "2 workers"),
         ("one_worker_50_producers", "1 worker, 50 producers (info)"),
+        ("one_worker_start_many", "1 worker, one start_many (info)"),
     ):
         r = _get(s, "throughput", key)
         if r:

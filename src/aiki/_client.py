@@ -428,6 +428,35 @@ class Client:
         )
         return RunHandle(self, run_id, workflow, version)
 
+    async def _start_many(
+        self, workflow: str, version: str, payloads: list[Any], timeout: float | None
+    ) -> list[RunHandle]:
+        encoded = []
+        for payload in payloads:
+            payload_json = _serde.dumps(payload, what="payload")
+            size = len(payload_json.encode())
+            if size > self.max_payload_bytes:
+                from ._errors import InvalidPayload
+
+                raise InvalidPayload(
+                    f"payload is {size} bytes; the limit is {self.max_payload_bytes}"
+                )
+            encoded.append(payload_json)
+        if not isinstance(self._backend, _RedisBackend):  # over HTTP: one request each
+            return [
+                await self._start_run(workflow, version, p, None, timeout=timeout) for p in payloads
+            ]
+        items = [(new_run_id(), p) for p in encoded]
+        for run_id, _ in items:  # watched before they exist, as for start()
+            self._backend.listener.watch(run_id)
+        try:
+            await self._backend.store.start_runs(workflow, version, items, timeout=timeout)
+        except BaseException:
+            for run_id, _ in items:
+                self._backend.listener.forget(run_id)
+            raise
+        return [RunHandle(self, run_id, workflow, version) for run_id, _ in items]
+
     def get_handle(self, run_id: str, workflow: str = "", version: str = "") -> RunHandle:
         """A handle for a run started elsewhere (by id)."""
         return RunHandle(self, run_id, workflow, version)

@@ -257,6 +257,43 @@ class Store:
             raise
         return _text(reply[0])
 
+    async def start_runs(
+        self,
+        workflow: str,
+        version: str,
+        items: Sequence[tuple[str, str]],
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Create and enqueue several runs ``(run id, payload JSON)`` in ONE round trip
+        (a pipeline of start scripts; each run is created atomically by its own)."""
+        k = self.keys
+        tail = ["", "error", "", "", "" if timeout is None else int(timeout * 1000), ""]
+        commands = [
+            [
+                "EVALSHA",
+                _scripts.START_RUN.sha,
+                "6",
+                k.run(run_id),
+                k.stream(workflow, version),
+                k.runs_index,
+                k.reference(workflow, ""),
+                k.children(run_id),
+                k.timers,
+                run_id,
+                workflow,
+                version,
+                payload_json,
+                *tail,
+            ]
+            for run_id, payload_json in items
+        ]
+        # SCRIPT LOAD first in the same pipeline: the EVALSHAs after it always find it.
+        replies = await self.redis.batch([["SCRIPT", "LOAD", _scripts.START_RUN.source], *commands])
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+
     # -- executing ------------------------------------------------------------------
 
     async def take_run(self, run_id: str, worker_id: str, message_id: str) -> TakenRun:
