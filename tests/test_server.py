@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from _helpers import running_worker as shared_running_worker
 
 import aiki
 from aiki._redis import open_redis
@@ -76,23 +77,14 @@ async def running_server(settings: Settings) -> AsyncIterator[ServerHandle]:
 async def running_worker(
     redis_url: str, prefix: str, *workflows: Any, concurrency: int = 10
 ) -> AsyncIterator[aiki.Worker]:
-    async with aiki.client(redis_url=redis_url, prefix=prefix) as client:
-        worker = aiki.worker(
-            client,
-            max_concurrent_workflow_runs=concurrency,
-            subscriber=aiki.RedisStreams(claim_min_idle_time=5.0, block_time=0.2),
-            shutdown_grace=1.0,
-        )
-        for wf in workflows:
-            worker.workflow_registry.add(wf)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(worker.start)
-            try:
-                yield worker
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(15):
-                    await worker.stop()
-                nursery.cancel_scope.cancel()
+    """The shared ``_helpers.running_worker`` on a client of its own under ``prefix``."""
+    async with (
+        aiki.client(redis_url=redis_url, prefix=prefix) as client,
+        shared_running_worker(
+            client, *workflows, max_concurrent_workflow_runs=concurrency, claim_min_idle_time=5.0
+        ) as worker,
+    ):
+        yield worker
 
 
 @contextlib.asynccontextmanager

@@ -26,6 +26,7 @@ from . import _schedules, _serde
 from ._errors import (
     ConfigurationError,
     ConnectionFailed,
+    InvalidPayload,
     InvalidState,
     RunConflict,
     RunNotFound,
@@ -382,6 +383,14 @@ class Client:
             raise ConfigurationError("this needs a client opened with redis_url=")
         return self._store
 
+    def _encode_payload(self, payload: Any) -> str:
+        """The payload as compact JSON, or InvalidPayload (not JSON, or over the limit)."""
+        payload_json = _serde.dumps(payload, what="payload")
+        size = len(payload_json.encode())
+        if size > self.max_payload_bytes:
+            raise InvalidPayload(f"payload is {size} bytes; the limit is {self.max_payload_bytes}")
+        return payload_json
+
     async def _start_run(
         self,
         workflow: str,
@@ -395,12 +404,7 @@ class Client:
         timeout: float | None = None,
         sensitive: bool = False,
     ) -> RunHandle:
-        payload_json = _serde.dumps(payload, what="payload")
-        size = len(payload_json.encode())
-        if size > self.max_payload_bytes:
-            from ._errors import InvalidPayload
-
-            raise InvalidPayload(f"payload is {size} bytes; the limit is {self.max_payload_bytes}")
+        payload_json = self._encode_payload(payload)
         if on_conflict not in ("error", "return_existing"):
             raise ConfigurationError(
                 f"on_conflict must be 'error' or 'return_existing', got {on_conflict!r}"
@@ -431,17 +435,7 @@ class Client:
     async def _start_many(
         self, workflow: str, version: str, payloads: list[Any], timeout: float | None
     ) -> list[RunHandle]:
-        encoded = []
-        for payload in payloads:
-            payload_json = _serde.dumps(payload, what="payload")
-            size = len(payload_json.encode())
-            if size > self.max_payload_bytes:
-                from ._errors import InvalidPayload
-
-                raise InvalidPayload(
-                    f"payload is {size} bytes; the limit is {self.max_payload_bytes}"
-                )
-            encoded.append(payload_json)
+        encoded = [self._encode_payload(p) for p in payloads]
         if not isinstance(self._backend, _RedisBackend):  # over HTTP: one request each
             return [
                 await self._start_run(workflow, version, p, None, timeout=timeout) for p in payloads
