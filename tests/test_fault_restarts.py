@@ -155,7 +155,7 @@ async def test_runs_complete_across_a_redis_crash_and_a_server_restart(
                     if handle.id in http_ids:
                         described = await http_client.get_run(handle.id)
                         assert described.status == "completed"
-                index = await client.store.redis.command("ZCARD", client.store.keys.runs_index)
+                index = await client.store.redis.command("ZCARD", client.store.keys.runs_index())
                 assert index == len(expected)
                 for worker in workers:
                     assert worker.alive, worker.log()[-3000:]

@@ -77,7 +77,7 @@ async def invoices_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
 
 
 async def run_count(client: aiki.Client) -> int:
-    return int(await client.store.redis.command("ZCARD", client.store.keys.runs_index))
+    return int(await client.store.redis.command("ZCARD", client.store.keys.runs_index()))
 
 
 async def stream_length(client: aiki.Client, version: aiki.WorkflowVersion) -> int:

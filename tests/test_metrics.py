@@ -218,7 +218,7 @@ async def test_run_totals_page_through_runs_created_in_the_same_millisecond(
                 ["HSET", store.keys.run(run_id), "id", run_id, "workflow", "burst"]
                 + ["version", "1", "status", status, "created_at", "1000"]
             )
-            commands.append(["ZADD", store.keys.runs_index, "1000" if i < 20 else "1001", run_id])
+            commands.append(["ZADD", store.keys.runs_index(), "1000" if i < 20 else "1001", run_id])
         await store.redis.batch(commands)
         totals = RunTotals()
         totals.CHUNK = 4

@@ -286,7 +286,7 @@ async def test_long_task_delay_parks_the_run_until_the_timer_daemon_fires(
         assert record["errors"][0]["retry_in"] == 1.0
         retry_at = record["retry_at"]
         assert retry_at == record["errors"][0]["at"] + 1000
-        score = await client.store.redis.command("ZSCORE", client.store.keys.timers, handle.id)
+        score = await client.store.redis.command("ZSCORE", client.store.keys.timers(), handle.id)
         assert int(float(score)) == retry_at
         # Without a timer daemon nothing moves it, even after its time has come.
         await wait_until(lambda: _redis_now_ms(client, retry_at), timeout=30, what="retry time")
@@ -301,7 +301,7 @@ async def test_long_task_delay_parks_the_run_until_the_timer_daemon_fires(
     check_gaps(record)
     run = await client.get_run(handle.id)
     assert run.attempts == 2  # a second execution, after the timer fired
-    assert await client.store.redis.command("ZSCORE", client.store.keys.timers, handle.id) is None
+    assert await client.store.redis.command("ZSCORE", client.store.keys.timers(), handle.id) is None
 
 
 async def _status_is(handle: aiki.RunHandle, status: str) -> bool:
@@ -418,7 +418,7 @@ async def test_long_workflow_delay_parks_the_run_until_the_timer_daemon_fires(
         assert worker.in_flight == 0 and worker.free_slots == worker.max_concurrent_workflow_runs
         run = await client.get_run(handle.id)
         assert run.errors is not None and [e["retry_in"] for e in run.errors] == [1.0]
-        score = await client.store.redis.command("ZSCORE", client.store.keys.timers, handle.id)
+        score = await client.store.redis.command("ZSCORE", client.store.keys.timers(), handle.id)
         wake_at = int(float(score))
         await wait_until(lambda: _redis_now_ms(client, wake_at), timeout=30, what="retry time")
         await trio.sleep(0.3)

@@ -203,7 +203,7 @@ async def test_workflow_catching_task_failed_completes(client: aiki.Client) -> N
 
 async def test_non_json_payload_is_refused_and_nothing_written(client: aiki.Client) -> None:
     redis = client.store.redis
-    runs_index = client.store.keys.runs_index
+    runs_index = client.store.keys.runs_index()
     assert await redis.command("DBSIZE") == 0
 
     with pytest.raises(aiki.InvalidPayload) as info:

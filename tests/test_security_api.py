@@ -50,7 +50,7 @@ async def test_missing_or_wrong_key_is_401_and_starts_nothing(
             assert (await http.get(path)).status_code == 200, path
         r = await http.get("/api/v1/runs", headers={"Authorization": f"Bearer {OTHER_KEY}"})
         assert r.status_code == 200 and r.json()["runs"] == []
-    assert await client.store.redis.command("ZCARD", client.store.keys.runs_index) == 0
+    assert await client.store.redis.command("ZCARD", client.store.keys.runs_index()) == 0
     assert KEY not in caplog.text and OTHER_KEY not in caplog.text
 
 

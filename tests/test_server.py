@@ -99,7 +99,7 @@ async def prefix_keys(store: Store) -> set[str]:
 
 
 async def runs_count(store: Store) -> int:
-    return int(await store.redis.command("ZCARD", store.keys.runs_index))
+    return int(await store.redis.command("ZCARD", store.keys.runs_index()))
 
 
 def assert_error(response: httpx.Response, status: int, type_: str, field: str | None) -> dict:

@@ -37,4 +37,4 @@ async def test_start_many_runs_all_and_uses_one_round_trip(
 async def test_start_many_rejects_a_bad_payload_before_writing(client: aiki.Client) -> None:
     with pytest.raises(aiki.InvalidPayload):
         await order_processing_v1.start_many(client, [_order(1), {"bad": object()}])
-    assert await client.store.redis.command("ZCARD", client.store.keys.runs_index) == 0
+    assert await client.store.redis.command("ZCARD", client.store.keys.runs_index()) == 0

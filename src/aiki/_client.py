@@ -40,7 +40,7 @@ from ._notify import RunEndedListener, wait_for_end
 from ._redis import Redis, ScriptRefused, connect, open_asyncio_bridge, resolve_implementation
 from ._schedules import Schedule
 from ._store import Keys, RunRecord, Store
-from ._store._store import new_run_id
+from ._store._store import choose_run_id
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
 # How long a start keeps retrying while Redis cannot be reached (a restart, a failover).
@@ -54,6 +54,7 @@ class StartOptions:
     start_at_ms: int | None = None
     timeout: float | None = None
     sensitive: bool = False
+    shards: int = 1
 
 
 class _Backend(Protocol):
@@ -88,7 +89,7 @@ class _RedisBackend:
         on_conflict: str,
         options: StartOptions,
     ) -> str:
-        run_id = new_run_id()
+        run_id = choose_run_id(workflow, options.shards, reference_id=reference_id)
         # Watch before the run exists, so its end cannot be missed however fast it is.
         self.listener.watch(run_id)
         try:
@@ -403,6 +404,7 @@ class Client:
         start_at: datetime | None = None,
         timeout: float | None = None,
         sensitive: bool = False,
+        shards: int = 1,
     ) -> RunHandle:
         payload_json = self._encode_payload(payload)
         if on_conflict not in ("error", "return_existing"):
@@ -428,19 +430,27 @@ class Client:
             payload_json,
             reference_id,
             on_conflict,
-            StartOptions(start_at_ms=start_at_ms, timeout=timeout, sensitive=sensitive),
+            StartOptions(
+                start_at_ms=start_at_ms, timeout=timeout, sensitive=sensitive, shards=shards
+            ),
         )
         return RunHandle(self, run_id, workflow, version)
 
     async def _start_many(
-        self, workflow: str, version: str, payloads: list[Any], timeout: float | None
+        self,
+        workflow: str,
+        version: str,
+        payloads: list[Any],
+        timeout: float | None,
+        shards: int = 1,
     ) -> list[RunHandle]:
         encoded = [self._encode_payload(p) for p in payloads]
         if not isinstance(self._backend, _RedisBackend):  # over HTTP: one request each
             return [
-                await self._start_run(workflow, version, p, None, timeout=timeout) for p in payloads
+                await self._start_run(workflow, version, p, None, timeout=timeout, shards=shards)
+                for p in payloads
             ]
-        items = [(new_run_id(), p) for p in encoded]
+        items = [(choose_run_id(workflow, shards), p) for p in encoded]
         for run_id, _ in items:  # watched before they exist, as for start()
             self._backend.listener.watch(run_id)
         try:

@@ -20,6 +20,7 @@ import trio
 
 from . import _serde
 from ._errors import EventTimeout, RunNotFound, TaskFailed, WorkflowCancelled, WorkflowFailed
+from ._store._keys import shard_of, with_shard
 from ._task import Task, TaskContext, _current_task
 
 log = logging.getLogger("aiki.worker")
@@ -231,7 +232,11 @@ class WorkflowContext:
         recorded = self._memo.get(address)
         if recorded is not None:
             return ChildHandle(self, recorded["child_id"], workflow, version)
-        child_id = uuid.uuid5(uuid.NAMESPACE_URL, f"aiki:{self.run_id}:{address}").hex
+        # Deterministic (a replay starts the same child), and in the parent's shard.
+        child_id = with_shard(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"aiki:{self.run_id}:{address}").hex,
+            shard_of(self.run_id),
+        )
         payload_json = _serde.dumps(payload, what="child payload")
         await self._start_child(workflow, version, payload_json, child_id)
         now = self.now_ms()

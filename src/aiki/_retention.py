@@ -21,31 +21,41 @@ from ._store import Store
 log = logging.getLogger("aiki.retention")
 
 
-async def set_retention(store: Store, seconds: float | None) -> None:
-    """Make ended runs expire ``seconds`` after they end (None: keep them)."""
+async def set_retention(store: Store, seconds: float | None, shards: int | None = None) -> None:
+    """Make ended runs expire ``seconds`` after they end (None: keep them), in every
+    shard's config (the scripts read their own shard's copy)."""
     k = store.keys
+    count = await store.shard_count() if shards is None else shards
     if seconds is None:
-        await store.redis.command("HDEL", k.config, "retention_ms")
+        commands = [["HDEL", k.config(s), "retention_ms"] for s in range(count)]
     else:
-        await store.redis.command("HSET", k.config, "retention_ms", str(int(seconds * 1000)))
+        ms = str(int(seconds * 1000))
+        commands = [["HSET", k.config(s), "retention_ms", ms] for s in range(count)]
+    for reply in await store.redis.batch(commands):
+        if isinstance(reply, BaseException):
+            raise reply
 
 
 async def prune_index(store: Store, *, batch: int = 500) -> int:
     """Drop index entries of runs that ended longer ago than the retention."""
     k = store.keys
-    raw = await store.redis.command("HGET", k.config, "retention_ms")
-    if raw is None:
-        return 0
-    cutoff = int(time.time() * 1000) - int(raw)
     removed = 0
-    while True:
-        ids = await store.redis.command(
-            "ZRANGE", k.ended, "-inf", str(cutoff), "BYSCORE", "LIMIT", "0", str(batch)
-        )
-        if not ids:
-            return removed
-        await store.redis.batch([["ZREM", k.runs_index, *ids], ["ZREM", k.ended, *ids]])
-        removed += len(ids)
+    for shard in range(await store.shard_count()):
+        raw = await store.redis.command("HGET", k.config(shard), "retention_ms")
+        if raw is None:
+            continue
+        cutoff = int(time.time() * 1000) - int(raw)
+        while True:
+            ids = await store.redis.command(
+                "ZRANGE", k.ended(shard), "-inf", str(cutoff), "BYSCORE", "LIMIT", "0", str(batch)
+            )
+            if not ids:
+                break
+            await store.redis.batch(
+                [["ZREM", k.runs_index(shard), *ids], ["ZREM", k.ended(shard), *ids]]
+            )
+            removed += len(ids)
+    return removed
 
 
 async def serve_retention(
@@ -62,6 +72,8 @@ async def serve_retention(
         return
     while True:
         try:
+            # Shards added since (a version registered with more) get the setting too.
+            await set_retention(store, retention)
             removed = await prune_index(store)
             if removed:
                 log.info("retention: dropped %d expired runs from the index", removed)

@@ -26,6 +26,7 @@ import trio
 from . import _serde
 from ._errors import ConfigurationError, ConnectionFailed
 from ._store import Store, _scripts
+from ._store._keys import with_shard
 from ._store._store import _pairs, _text
 
 log = logging.getLogger("aiki.schedules")
@@ -139,7 +140,10 @@ def _score_map(reply: Any) -> dict[str, int]:
 
 
 def occurrence_run_id(schedule_id: str, occurrence_ms: int) -> str:
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"aiki-schedule:{schedule_id}:{occurrence_ms}").hex
+    """The run an occurrence starts: deterministic, and in shard 0 with the schedules."""
+    return with_shard(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"aiki-schedule:{schedule_id}:{occurrence_ms}").hex, 0
+    )
 
 
 async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
@@ -187,8 +191,8 @@ async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
                 k.schedules_due,
                 k.schedules_last_run,
                 k.run(run_id),
-                k.stream(schedule.workflow, schedule.version),
-                k.runs_index,
+                k.stream(schedule.workflow, schedule.version, 0),
+                k.runs_index(0),
             ],
             [
                 schedule_id,

@@ -3,7 +3,8 @@
 Retry delays (and, later, sleeps and delayed starts) park a run in the ``timers``
 sorted set instead of holding a worker slot. The server runs this daemon; several
 servers may run it at once, because firing a timer is one atomic script that removes the
-timer before enqueueing (exactly one caller wins).
+timer before enqueueing (exactly one caller wins). Each shard has its own timers; the
+daemon looks at every shard the deployment uses (re-read every few seconds).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from ._store import Store
 
 log = logging.getLogger("aiki.timers")
 
+SHARDS_REFRESH = 2.0
+"""Seconds between two looks at how many shards the deployment uses."""
+
 
 async def serve_timers(
     store: Store,
@@ -29,9 +33,16 @@ async def serve_timers(
     """Fire due timers until cancelled, looking at least every ``interval`` seconds."""
     task_status.started()
     outage = False
+    shards, refresh_at = 1, 0.0
     while True:
         try:
-            fired, due, _next_due = await store.fire_timers()
+            if trio.current_time() >= refresh_at:
+                shards = await store.shard_count()
+                refresh_at = trio.current_time() + SHARDS_REFRESH
+            fired = due = 0
+            for shard in range(shards):
+                f, d, _next_due = await store.fire_timers(shard)
+                fired, due = fired + f, max(due, d)
         except Exception as exc:  # a daemon never dies of one bad reply
             if not outage:
                 if isinstance(exc, ConnectionFailed):

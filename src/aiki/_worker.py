@@ -109,10 +109,12 @@ class Worker:
         self._running = True
         store = self.client.store
         versions = [(wv.name, wv.version) for wv in self.workflow_registry]
-        await store.register_workflows(
-            versions, self.id, {(wv.name, wv.version): wv.timeout for wv in self.workflow_registry}
+        shard_count = await store.register_workflows(
+            versions,
+            self.id,
+            {(wv.name, wv.version): wv.timeout for wv in self.workflow_registry},
+            {(wv.name, wv.version): wv.shards for wv in self.workflow_registry},
         )
-        streams = [store.keys.stream(w, v) for w, v in versions]
         sub = self.subscriber
         implementation = self.client.redis_client
         try:
@@ -130,7 +132,9 @@ class Worker:
                     implementation=implementation,
                 )
                 stack.push_async_callback(_close_shielded, blocking)
-                reader = StreamReader(store.redis, blocking, self.id, streams)
+                reader = StreamReader(
+                    store.redis, blocking, self.id, self._streams(store, shard_count)
+                )
                 log.info(
                     "worker %s serving %s", self.id, ", ".join(f"{w}@{v}" for w, v in versions)
                 )
@@ -140,7 +144,7 @@ class Worker:
                         self._spawn(executions, store, message)
                     loops.start_soon(self._read_loop, reader, executions, store)
                     loops.start_soon(self._heartbeat_loop, reader)
-                    loops.start_soon(self._registry_loop, store)
+                    loops.start_soon(self._registry_loop, store, reader, shard_count)
                     await loops.start(self._control_loop, store)
                     task_status.started()
                     await self._stop_requested.wait()
@@ -236,9 +240,29 @@ class Worker:
                     )
                     scope.cancel()
 
-    async def _registry_loop(self, store: Store) -> None:
+    def _streams(self, store: Store, shard_count: int) -> list[list[str]]:
+        """Per shard, the streams of this worker's versions in it."""
+        return [
+            [store.keys.stream(wv.name, wv.version, shard) for wv in self.workflow_registry]
+            for shard in range(shard_count)
+        ]
+
+    async def _follow_shards(self, store: Store, reader: StreamReader, current: int) -> int:
+        """Start reading the shards a version registered since uses (a child run of
+        such a version's run lives in its parent's shard, whatever its own version)."""
+        count = await store.shard_count()
+        if count > current:
+            versions = [(wv.name, wv.version) for wv in self.workflow_registry]
+            await store.create_groups(versions, range(current, count))
+            reader.set_shards(self._streams(store, count))
+            log.info("worker %s now reads %d shards", self.id, count)
+            return count
+        return current
+
+    async def _registry_loop(self, store: Store, reader: StreamReader, shard_count: int) -> None:
         """Publish this worker in the worker registry every REGISTRY_INTERVAL seconds
-        (one HSET); the entry is removed when the worker stops."""
+        (one HSET; the entry is removed when the worker stops), and follow the
+        deployment's shard count."""
         started_ms = _now_ms()
         host, pid = socket.gethostname(), os.getpid()
         workflows = [f"{wv.name}@{wv.version}" for wv in self.workflow_registry]
@@ -260,6 +284,7 @@ class Worker:
                     await store.redis.command(
                         "HSET", store.keys.workers, self.id, json.dumps(entry)
                     )
+                    shard_count = await self._follow_shards(store, reader, shard_count)
                 await trio.sleep(REGISTRY_INTERVAL)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):

@@ -32,7 +32,7 @@ def _check_name(kind: str, value: object) -> str:
 class WorkflowVersion:
     """One version of a workflow: its run function. Made by ``@workflow.v("1.0.0")``."""
 
-    __slots__ = ("workflow", "version", "fn", "retry", "timeout")
+    __slots__ = ("workflow", "version", "fn", "retry", "timeout", "shards")
 
     def __init__(
         self,
@@ -41,12 +41,14 @@ class WorkflowVersion:
         fn: WorkflowFunction,
         retry: Retry | None = None,
         timeout: float | None = None,
+        shards: int = 1,
     ) -> None:
         self.workflow = workflow
         self.version = version
         self.fn = fn
         self.retry = retry or Retry.never()
         self.timeout = timeout
+        self.shards = shards
 
     @property
     def name(self) -> str:
@@ -83,13 +85,16 @@ class WorkflowVersion:
             start_at=start_at,
             timeout=self.timeout,
             sensitive=sensitive,
+            shards=self.shards,
         )
 
     async def start_many(self, client: Client, payloads: list[Any]) -> list[RunHandle]:
         """Start one run per payload, in ONE round trip to Redis (a pipeline; each run
         is created atomically). For producers that start many runs at once; over HTTP
         it falls back to one request per run."""
-        return await client._start_many(self.name, self.version, list(payloads), self.timeout)
+        return await client._start_many(
+            self.name, self.version, list(payloads), self.timeout, self.shards
+        )
 
     async def schedule(
         self,
@@ -138,7 +143,12 @@ class Workflow:
         self._versions: dict[str, WorkflowVersion] = {}
 
     def v(
-        self, version: str, *, retry: Retry | None = None, timeout: float | None = None
+        self,
+        version: str,
+        *,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        shards: int = 1,
     ) -> Callable[[WorkflowFunction], WorkflowVersion]:
         """Decorate ``async def run(ctx, payload)`` as version ``version`` of this workflow.
 
@@ -146,10 +156,18 @@ class Workflow:
         tasks run again) when it raises, per the :class:`aiki.Retry` policy.
         ``timeout`` (seconds from the run's first execution) ends a run that takes longer
         ``failed`` with a WorkflowTimeout error.
+        ``shards`` spreads the version's runs (and its stream) over that many shards,
+        each its own hash slot: on Redis Cluster, set it to at least the number of
+        masters so the version's load is spread over them (see docs/operations.md).
         """
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"workflow {self.name!r}: timeout must be > 0 seconds")
         _check_name("workflow version", version)
+        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= 256:
+            raise ConfigurationError(
+                f"workflow {self.name!r}: shards must be a whole number from 1 to 256, "
+                f"got {shards!r}"
+            )
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError(f"workflow {self.name!r}: retry must be an aiki.Retry")
 
@@ -162,7 +180,7 @@ class Workflow:
                 raise ConfigurationError(
                     f"workflow {self.name!r} already has a version {version!r}"
                 )
-            wv = WorkflowVersion(self, version, fn, retry, timeout)
+            wv = WorkflowVersion(self, version, fn, retry, timeout, shards)
             self._versions[version] = wv
             return wv
 

@@ -45,7 +45,7 @@ from aiki._retention import serve_retention
 from aiki._schedules import serve_schedules
 from aiki._store import Keys, Store
 from aiki._store._keys import RUN_STATUSES
-from aiki._store._store import new_run_id
+from aiki._store._store import choose_run_id
 from aiki._timers import serve_timers
 
 from ._deadline import RequestDeadline
@@ -409,7 +409,9 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
                 pong = await store.redis.command("PING")
             except ConnectionFailed:
                 pong = None
-        if pong not in (b"PONG", "PONG"):
+        # A cluster client answers for every primary: all of them must answer.
+        replies = list(pong.values()) if isinstance(pong, dict) else [pong]
+        if not replies or any(reply not in (b"PONG", "PONG") for reply in replies):
             return json_response({"status": "unavailable", "redis": "no answer to PING"}, 503)
         return json_response({"status": "ok", "redis": "ok"})
 
@@ -504,7 +506,8 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
                 limit=settings.max_payload_bytes,
             )
         store = state.require_store()
-        if not await store.workflow_known(workflow, version):
+        registration = await store.workflow_registration(workflow, version)
+        if registration is None:
             known = [
                 w["version"] for w in await store.list_workflows() if w["workflow"] == workflow
             ]
@@ -523,9 +526,12 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
                 f"unknown workflow {workflow!r}: no worker has registered it",
                 "workflow",
             )
-        if run_timeout is None:  # the version's own timeout, as its worker registered it
-            run_timeout = await store.workflow_timeout(workflow, version)
-        run_id = new_run_id()
+        if run_timeout is None and registration.get("timeout"):
+            # the version's own timeout, as its worker registered it
+            run_timeout = float(registration["timeout"])
+        run_id = choose_run_id(
+            workflow, int(registration.get("shards") or 1), reference_id=reference_id
+        )
         try:
             started = await store.start_run(
                 workflow,

@@ -94,28 +94,39 @@ def _int(value: Any) -> int:
 async def queue_stats(store: Store, *, now: int | None = None) -> list[dict[str, Any]]:
     """Per registered workflow version: ``depth`` (entries in its stream: outstanding
     executions, since entries are deleted when acked), ``pending`` (delivered to a
-    worker, not acked yet) and ``oldest_age_s`` (age of the oldest entry, or None)."""
+    worker, not acked yet) and ``oldest_age_s`` (age of the oldest entry, or None),
+    summed over the version's stream in every shard."""
     now = now_ms() if now is None else now
     workflows = await store.list_workflows()
+    shards = range(await store.shard_count())
     commands: list[list[Any]] = []
     for w in workflows:
-        stream = store.keys.stream(w["workflow"], w["version"])
-        commands += [
-            ["XLEN", stream],
-            ["XPENDING", stream, GROUP],
-            ["XRANGE", stream, "-", "+", "COUNT", "1"],
-        ]
+        for shard in shards:
+            stream = store.keys.stream(w["workflow"], w["version"], shard)
+            commands += [
+                ["XLEN", stream],
+                ["XPENDING", stream, GROUP],
+                ["XRANGE", stream, "-", "+", "COUNT", "1"],
+            ]
     replies = await store.redis.batch(commands) if commands else []
     out = []
+    per = 3 * len(shards)
     for i, w in enumerate(workflows):
-        xlen, pending, first = replies[3 * i : 3 * i + 3]
-        oldest = _first_entry_ms(first)
+        depth = pending = 0
+        oldest: int | None = None
+        for j in range(len(shards)):
+            xlen, waiting, first = replies[per * i + 3 * j : per * i + 3 * j + 3]
+            depth += 0 if isinstance(xlen, BaseException) else _int(xlen)
+            pending += _pending_count(waiting)
+            at = _first_entry_ms(first)
+            if at is not None and (oldest is None or at < oldest):
+                oldest = at
         out.append(
             {
                 "workflow": w["workflow"],
                 "version": w["version"],
-                "depth": 0 if isinstance(xlen, BaseException) else _int(xlen),
-                "pending": _pending_count(pending),
+                "depth": depth,
+                "pending": pending,
                 "oldest_age_s": None if oldest is None else max(0.0, (now - oldest) / 1000),
             }
         )
@@ -223,8 +234,10 @@ class RunTotals:
         self.task_durations: dict[tuple[str, str, str], Histogram] = {}
         self.run_durations: dict[tuple[str, str, str], Histogram] = {}
         self.open: dict[str, _OpenRun] = {}
-        self._high: int | None = None  # highest index score read so far
-        self._recent: dict[str, int] = {}  # ids read with score >= _high - RESCAN_MS
+        # Per shard (each has its own runs index): the highest index score read so far,
+        # and the ids read with a score >= that minus RESCAN_MS.
+        self._high: dict[int, int] = {}
+        self._recent: dict[int, dict[str, int]] = {}
         self.complete = False  # False while a refresh stopped at its time budget
         self._lock = trio.Lock()
 
@@ -251,21 +264,26 @@ class RunTotals:
         async with self._lock:
             deadline = trio.current_time() + budget
             await self._recheck_open(store)
-            self.complete = await self._read_new(store, deadline)
+            complete = True
+            for shard in range(await store.shard_count()):
+                complete = await self._read_new(store, shard, deadline) and complete
+            self.complete = complete
 
-    async def _read_new(self, store: Store, deadline: float) -> bool:
+    async def _read_new(self, store: Store, shard: int, deadline: float) -> bool:
         # Paged by score, not by offset (an offset walks the whole index): the next page
         # starts at the last page's highest score, skipping the entries already read at
         # that score. Entries missed by a race at equal scores are found by the next
         # refresh, which starts RESCAN_MS behind the newest entry read.
-        cursor = "-inf" if self._high is None else str(self._high - self.RESCAN_MS)
+        high = self._high.get(shard)
+        recent = self._recent.setdefault(shard, {})
+        cursor = "-inf" if high is None else str(high - self.RESCAN_MS)
         skip = 0
         while True:
             if trio.current_time() > deadline:
                 return False
             reply = await store.redis.command(
                 "ZRANGE",
-                store.keys.runs_index,
+                store.keys.runs_index(shard),
                 cursor,
                 "+inf",
                 "BYSCORE",
@@ -275,13 +293,13 @@ class RunTotals:
                 "WITHSCORES",
             )
             page = [(run_id, int(float(score))) for run_id, score in _scored(reply)]
-            fresh = [(r, s) for r, s in page if r not in self._recent and r not in self.open]
+            fresh = [(r, s) for r, s in page if r not in recent and r not in self.open]
             if fresh:
                 await self._read_runs(store, fresh)
             for run_id, score in page:
-                self._recent[run_id] = score
-                if self._high is None or score > self._high:
-                    self._high = score
+                recent[run_id] = score
+                if high is None or score > high:
+                    high = self._high[shard] = score
             if len(page) < self.CHUNK:
                 break
             last = page[-1][1]
@@ -290,9 +308,9 @@ class RunTotals:
                 skip += at_last
             else:
                 cursor, skip = str(last), at_last
-        if self._high is not None:
-            floor = self._high - self.RESCAN_MS
-            self._recent = {r: s for r, s in self._recent.items() if s >= floor}
+        if high is not None:
+            floor = high - self.RESCAN_MS
+            self._recent[shard] = {r: s for r, s in recent.items() if s >= floor}
         return True
 
     async def _read_runs(self, store: Store, ids: list[tuple[str, int]]) -> None:

@@ -11,6 +11,9 @@ cheapest per call from trio on this machine. Its traps, handled here:
 * It logs to the console by default; we turn that off once per process.
 * A cancelled blocking call leaves the server-side BLOCK running on that connection, so a
   blocking connection is closed, not reused, after a cancellation.
+* Redis Cluster needs GLIDE's cluster client (it follows MOVED/ASK and routes each
+  command by its key's slot). ``connect`` asks the server (``INFO cluster``) once per
+  address and process unless the URL says ``?cluster=yes|no``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import ConnectionFailed
+from .._errors import ConfigurationError, ConnectionFailed
 from ._interface import Arg, Lua, RedisAddress, parse_refusal
 
 log = logging.getLogger("aiki.redis")
@@ -88,12 +91,30 @@ def _redact(text: str, address: RedisAddress) -> str:
 
 
 class GlideRedis:
-    """One connection to Redis (GLIDE multiplexes every concurrent call over it)."""
+    """One connection to Redis (GLIDE multiplexes every concurrent call over it); with
+    ``cluster``, one connection per node of a Redis Cluster."""
 
-    def __init__(self, client: Any, address: RedisAddress, *, blocking: bool) -> None:
+    def __init__(
+        self, client: Any, address: RedisAddress, *, blocking: bool, cluster: bool = False
+    ) -> None:
         self._client = client
         self.address = address
         self.blocking = blocking
+        self.cluster = cluster
+
+    async def load_script(self, lua: Lua) -> None:
+        """Load ``lua`` (on every primary of a cluster) so a pipelined EVALSHA finds it."""
+        try:
+            if self.cluster:
+                from glide import AllPrimaries
+
+                await self._client.custom_command(
+                    ["SCRIPT", "LOAD", lua.source], route=AllPrimaries()
+                )
+            else:
+                await self._client.custom_command(["SCRIPT", "LOAD", lua.source])
+        except Exception as exc:
+            raise _map_error(exc) from exc
 
     async def command(self, *args: Arg) -> Any:
         """Run one Redis command and return its reply."""
@@ -115,11 +136,12 @@ class GlideRedis:
         """Run several commands in one round trip (a pipeline, not a transaction).
 
         A command that fails has its exception object in its reply slot."""
-        from glide import Batch
+        from glide import Batch, ClusterBatch
 
         if not commands:
             return []
-        batch = Batch(is_atomic=False)
+        # Not atomic, so a cluster client may split it by node.
+        batch = ClusterBatch(is_atomic=False) if self.cluster else Batch(is_atomic=False)
         for cmd in commands:
             batch.custom_command(list(cmd))
         try:
@@ -162,24 +184,39 @@ async def connect(
     ``blocking=True`` marks a connection reserved for blocking reads; its
     ``request_timeout`` must exceed the longest BLOCK issued on it.
     """
+    _configure_glide_logging()
+    address = RedisAddress.from_url(url)
+    cluster = address.cluster
+    if cluster is None:
+        cluster = await _is_cluster(address)
+    return await _open(
+        address, cluster=cluster, name=name, blocking=blocking, request_timeout=request_timeout
+    )
+
+
+async def _open(
+    address: RedisAddress, *, cluster: bool, name: str, blocking: bool, request_timeout: float
+) -> GlideRedis:
     from glide import (
+        AdvancedGlideClientConfiguration,
+        AdvancedGlideClusterClientConfiguration,
         BackoffStrategy,
         GlideClient,
         GlideClientConfiguration,
+        GlideClusterClient,
+        GlideClusterClientConfiguration,
         NodeAddress,
         ServerCredentials,
+        TlsAdvancedConfiguration,
     )
 
-    _configure_glide_logging()
-    address = RedisAddress.from_url(url)
     credentials = (
         ServerCredentials(password=address.password, username=address.username)
         if address.password
         else None
     )
-    advanced = None
+    tls = None
     if address.tls and (address.tls_ca_path or address.tls_cert_path or address.tls_insecure):
-        from glide import AdvancedGlideClientConfiguration, TlsAdvancedConfiguration
 
         def read(path: str | None) -> bytes | None:
             if path is None:
@@ -187,31 +224,83 @@ async def connect(
             with open(path, "rb") as f:
                 return f.read()
 
-        advanced = AdvancedGlideClientConfiguration(
-            tls_config=TlsAdvancedConfiguration(
-                use_insecure_tls=address.tls_insecure or None,
-                root_pem_cacerts=read(address.tls_ca_path),
-                client_cert_pem=read(address.tls_cert_path),
-                client_key_pem=read(address.tls_key_path),
-            )
+        tls = TlsAdvancedConfiguration(
+            use_insecure_tls=address.tls_insecure or None,
+            root_pem_cacerts=read(address.tls_ca_path),
+            client_cert_pem=read(address.tls_cert_path),
+            client_key_pem=read(address.tls_key_path),
         )
-    config = GlideClientConfiguration(
-        [NodeAddress(address.host, address.port)],
-        use_tls=address.tls,
-        credentials=credentials,
-        database_id=address.db,
-        client_name=name,
-        request_timeout=int(request_timeout * 1000),
-        advanced_config=advanced,
-        reconnect_strategy=BackoffStrategy(
+    common: dict[str, Any] = {
+        "use_tls": address.tls,
+        "credentials": credentials,
+        "client_name": name,
+        "request_timeout": int(request_timeout * 1000),
+        "reconnect_strategy": BackoffStrategy(
             num_of_retries=8, factor=50, exponent_base=2, jitter_percent=20
         ),
-    )
+    }
+    nodes = [NodeAddress(address.host, address.port)]
     try:
-        client = await GlideClient.create(config)
+        if cluster:
+            if address.db:
+                raise ConfigurationError(
+                    f"redis_url names database {address.db}, but Redis Cluster only has database 0"
+                )
+            client: Any = await GlideClusterClient.create(
+                GlideClusterClientConfiguration(
+                    nodes,
+                    advanced_config=AdvancedGlideClusterClientConfiguration(tls_config=tls)
+                    if tls
+                    else None,
+                    **common,
+                )
+            )
+        else:
+            client = await GlideClient.create(
+                GlideClientConfiguration(
+                    nodes,
+                    database_id=address.db,
+                    advanced_config=AdvancedGlideClientConfiguration(tls_config=tls)
+                    if tls
+                    else None,
+                    **common,
+                )
+            )
+    except ConfigurationError:
+        raise
     except Exception as exc:
         raise ConnectionFailed(
-            f"cannot connect to Redis at {address.host}:{address.port}"
-            f"{' (TLS)' if address.tls else ''}: {_redact(str(exc), address)}"
+            f"cannot connect to Redis{' Cluster' if cluster else ''} at "
+            f"{address.host}:{address.port}{' (TLS)' if address.tls else ''}: "
+            f"{_redact(str(exc), address)}"
         ) from None
-    return GlideRedis(client, address, blocking=blocking)
+    return GlideRedis(client, address, blocking=blocking, cluster=cluster)
+
+
+_cluster_mode: dict[tuple[str, int], bool] = {}
+
+
+async def _is_cluster(address: RedisAddress) -> bool:
+    """Whether the Redis at ``address`` is a Redis Cluster node (asked once per process).
+
+    A standalone connection can ask ``INFO cluster`` of either kind of server. A user
+    whose ACL forbids INFO is taken to be on a standalone Redis (``?cluster=yes`` in the
+    URL says otherwise)."""
+    known = _cluster_mode.get((address.host, address.port))
+    if known is not None:
+        return known
+    probe = await _open(
+        address, cluster=False, name="aiki-probe", blocking=False, request_timeout=5.0
+    )
+    try:
+        info = await probe.command("INFO", "cluster")
+    except ConnectionFailed:
+        raise
+    except Exception:  # NOPERM: INFO is not in the user's ACL
+        info = b""
+    finally:
+        await probe.aclose()
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    found = "cluster_enabled:1" in text
+    _cluster_mode[(address.host, address.port)] = found
+    return found

@@ -68,6 +68,9 @@ def parse_refusal(text: str) -> Exception | None:
     return None
 
 
+_BOOLEANS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+
+
 @dataclass(frozen=True)
 class RedisAddress:
     """Where Redis is, parsed from a ``redis://`` or ``rediss://`` URL."""
@@ -84,6 +87,8 @@ class RedisAddress:
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
     tls_insecure: bool = False
+    # ``?cluster=yes|no``: whether this is a Redis Cluster node (None: ask the server).
+    cluster: bool | None = None
 
     def __repr__(self) -> str:  # never show the password
         auth = f"{self.username or ''}:***@" if self.password else ""
@@ -111,12 +116,20 @@ class RedisAddress:
         except ValueError:
             raise ConfigurationError("redis_url has an invalid port") from None
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        known = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"}
+        known = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "cluster"}
         for name in query:
             if name not in known:
                 raise ConfigurationError(
                     f"redis_url has an unknown option {name!r} (known: {', '.join(sorted(known))})"
                 )
+        cluster_option = query.pop("cluster", None)
+        cluster: bool | None = None
+        if cluster_option is not None:
+            if cluster_option.lower() not in _BOOLEANS:
+                raise ConfigurationError(
+                    f"redis_url cluster must be yes or no, got {cluster_option!r}"
+                )
+            cluster = _BOOLEANS[cluster_option.lower()]
         if query and parsed.scheme != "rediss":
             raise ConfigurationError("redis_url TLS options need the rediss:// scheme")
         for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
@@ -135,6 +148,7 @@ class RedisAddress:
             tls_cert_path=query.get("ssl_certfile"),
             tls_key_path=query.get("ssl_keyfile"),
             tls_insecure=query.get("ssl_cert_reqs") == "none",
+            cluster=cluster,
         )
 
 
@@ -151,10 +165,15 @@ class Lua:
 
 
 class Redis(Protocol):
-    """One connection to Redis."""
+    """One connection to Redis (to a Redis Cluster when ``cluster``)."""
 
     address: RedisAddress
     blocking: bool
+    cluster: bool
+
+    async def load_script(self, lua: Lua) -> None:
+        """Load ``lua`` on the server (every primary of a cluster), for pipelined
+        EVALSHAs."""
 
     async def command(self, *args: Arg) -> Any:
         """Run one Redis command and return its reply."""

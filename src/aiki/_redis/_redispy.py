@@ -34,6 +34,8 @@ def _map_error(exc: BaseException) -> BaseException:
 class RedisPyRedis:
     """One redis-py connection pool (single connection for blocking / pub/sub use)."""
 
+    cluster = False  # Redis Cluster is served by the glide implementation only
+
     def __init__(self, client: Any, address: RedisAddress, *, blocking: bool, loop: Any) -> None:
         self._client = client
         self.address = address
@@ -53,6 +55,9 @@ class RedisPyRedis:
 
     async def command(self, *args: Arg) -> Any:
         return await self._call(self._client.execute_command, *args)
+
+    async def load_script(self, lua: Lua) -> None:
+        await self.command("SCRIPT", "LOAD", lua.source)
 
     async def script(self, lua: Lua, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         async def run() -> Any:
@@ -121,6 +126,12 @@ async def connect(
             "redis_client='redis-py' needs the redis package: pip install 'aiki[redis-py]'"
         ) from None
     address = RedisAddress.from_url(url)
+    if address.cluster:
+        raise ConfigurationError(
+            "redis_client='redis-py' serves a single Redis server; use the default "
+            "glide client for Redis Cluster"
+        )
+    url = _without_cluster_option(url)
     loop = None
     if sniffio.current_async_library() == "trio":
         import trio_asyncio
@@ -160,3 +171,12 @@ async def connect(
             f"cannot connect to Redis at {address.host}:{address.port}: {exc}"
         ) from None
     return RedisPyRedis(client, address, blocking=blocking, loop=loop)
+
+
+def _without_cluster_option(url: str) -> str:
+    """``url`` without Aiki's own ``cluster=`` query option (redis-py would reject it)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "cluster"]
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -1,32 +1,45 @@
 """The whole Redis key schema, in one place (as arq's constants.py, without KEYS scans).
 
+Keys are grouped in **shards**. A shard's keys share the hash tag ``{<n>}``, so on Redis
+Cluster everything one transition touches (a run, its workflow version's stream in that
+shard, the shard's timers and indexes, the run's children) lives in one hash slot, and
+every Lua script touches one slot. A run's shard is written in its id (the first two
+hex digits), so any process finds a run's keys from its id alone. A workflow version
+declared with ``shards=N`` spreads its runs over shards ``0..N-1`` (so over N slots, so
+over the cluster's masters); a child run lives in its parent's shard; schedules and the
+runs they start live in shard 0. Without ``shards=`` everything is in shard 0.
+
+``{s}`` below is ``<prefix>:{<shard>}`` (``aiki:{0}``); ``{p}`` is the prefix alone.
+
 =============================================  ======  =========================================
 key                                            type    what
 =============================================  ======  =========================================
-``{p}:run:{<run id>}``                         hash    the run: id, workflow, version, status,
+``{s}:run:<run id>``                           hash    the run: id, workflow, version, status,
                                                        payload, result, error, revision,
                                                        attempts, worker, message, reference_id,
                                                        created_at/started_at/updated_at/ended_at
-``{p}:run:{<run id>}:tasks``                   hash    task address -> task record (JSON)
-``{p}:run:{<run id>}:events``                  hash    event name -> JSON list of events sent;
-                                                       ``ref:<id>`` dedupe marks; ``#count``
-``{p}:run:{<run id>}:children``                set     child run ids (cancel cascades)
-``{p}:stream:{<workflow>}:<version>``          stream  one message per execution needed;
+``{s}:run:<run id>:tasks``                     hash    task address -> task record (JSON)
+``{s}:run:<run id>:events``                    hash    ``e:<name>#<n>`` -> event (JSON);
+                                                       ``ref:<id>`` dedupe marks; counts
+``{s}:run:<run id>:children``                  set     child run ids (cancel cascades)
+``{s}:stream:<workflow>:<version>``            stream  one message per execution needed;
                                                        field ``run`` = run id; consumer group
                                                        ``aiki-workers``
-``{p}:reference:{<workflow>}:<ref id>``       string  ``<run id>:<sha1 of payload>`` for
-                                                       idempotent starts (``reference_id=``)
-``{p}:runs``                                   zset    every run id, scored by creation (ms)
-``{p}:schedules``                              hash    schedule id -> definition (JSON)
-``{p}:schedules:due``                          zset    schedule id -> next occurrence (ms)
-``{p}:schedules:last-run``                     hash    schedule id -> its latest run id
-``{p}:config``                                 hash    deployment settings the scripts read
-                                                       (``retention_ms``)
-``{p}:ended``                                  zset    ended run id -> end time (ms): retention
-``{p}:timers``                                 zset    parked run id -> due time (ms): retry
+``{s}:reference:<workflow>:<ref id>``          string  ``<run id>:<sha1 of payload>`` for
+                                                       idempotent starts (``reference_id=``;
+                                                       the shard is a hash of both)
+``{s}:runs``                                   zset    the shard's run ids, scored by creation
+``{s}:ended``                                  zset    ended run id -> end time (ms): retention
+``{s}:timers``                                 zset    parked run id -> due time (ms): retry
                                                        delays, sleeps, delayed starts
+``{s}:config``                                 hash    deployment settings the scripts read
+                                                       (``retention_ms``), one copy per shard
+``{0}:schedules``                              hash    schedule id -> definition (JSON)
+``{0}:schedules:due``                          zset    schedule id -> next occurrence (ms)
+``{0}:schedules:last-run``                     hash    schedule id -> its latest run id
 ``{p}:workflows``                              hash    ``<name>\\x1f<version>`` -> JSON
-                                                       registration (what HTTP starts may name)
+                                                       registration (timeout, shards: what
+                                                       HTTP starts and the daemons need)
 ``{p}:dead-letters``                           stream  messages no worker could use, and why
 ``{p}:workers``                                hash    worker id -> JSON heartbeat (id, workflows,
                                                        in_flight, max, last_heartbeat_ms, host,
@@ -35,12 +48,13 @@ key                                            type    what
 ``{p}:control``                                pubsub  cancel/pause orders for running executions
 =============================================  ======  =========================================
 
-A run's keys share the hash tag ``{<run id>}`` so a run's transitions touch one slot.
-``{p}`` is the prefix (default ``aiki``), so several deployments can share one Redis.
+``{p}`` (default ``aiki``) lets several deployments share one Redis; every key starts
+with it, so an ACL key pattern ``~aiki:*`` covers a deployment.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 GROUP = "aiki-workers"
@@ -62,57 +76,83 @@ RUN_STATUSES = (
 )
 
 
+MAX_SHARDS = 256
+"""Shards are written in run ids as two hex digits."""
+
+
+def shard_of(run_id: str) -> int:
+    """The shard a run id belongs to: its first two hex digits (0 for ids without)."""
+    try:
+        return int(run_id[:2], 16) if len(run_id) >= 2 else 0
+    except ValueError:
+        return 0
+
+
+def with_shard(run_id: str, shard: int) -> str:
+    """``run_id`` (hex) rewritten to belong to ``shard``."""
+    return f"{shard:02x}{run_id[2:]}"
+
+
+def reference_shard(workflow: str, reference_id: str, shards: int) -> int:
+    """The shard of a reference id: the same on every machine, so repeats meet."""
+    return zlib.crc32(f"{workflow}\x1f{reference_id}".encode()) % max(1, shards)
+
+
 @dataclass(frozen=True)
 class Keys:
     """Key names under one prefix."""
 
     prefix: str = "aiki"
 
+    def base(self, shard: int) -> str:
+        """``<prefix>:{<shard>}``: the start of every key of the shard."""
+        return f"{self.prefix}:{{{shard}}}"
+
     def run(self, run_id: str) -> str:
-        return f"{self.prefix}:run:{{{run_id}}}"
+        return f"{self.base(shard_of(run_id))}:run:{run_id}"
 
     def tasks(self, run_id: str) -> str:
-        return f"{self.prefix}:run:{{{run_id}}}:tasks"
+        return f"{self.run(run_id)}:tasks"
 
     def events(self, run_id: str) -> str:
-        return f"{self.prefix}:run:{{{run_id}}}:events"
+        return f"{self.run(run_id)}:events"
 
     def children(self, run_id: str) -> str:
-        return f"{self.prefix}:run:{{{run_id}}}:children"
+        return f"{self.run(run_id)}:children"
 
-    def stream(self, workflow: str, version: str) -> str:
-        return f"{self.prefix}:stream:{{{workflow}}}:{version}"
+    def stream(self, workflow: str, version: str, shard: int = 0) -> str:
+        return f"{self.base(shard)}:stream:{workflow}:{version}"
 
-    def reference(self, workflow: str, reference_id: str) -> str:
-        return f"{self.prefix}:reference:{{{workflow}}}:{reference_id}"
+    def run_stream(self, run_id: str, workflow: str, version: str) -> str:
+        """The stream that a run's executions go through (in the run's shard)."""
+        return self.stream(workflow, version, shard_of(run_id))
+
+    def reference(self, workflow: str, reference_id: str, shard: int) -> str:
+        return f"{self.base(shard)}:reference:{workflow}:{reference_id}"
+
+    def runs_index(self, shard: int = 0) -> str:
+        return f"{self.base(shard)}:runs"
+
+    def ended(self, shard: int = 0) -> str:
+        return f"{self.base(shard)}:ended"
+
+    def timers(self, shard: int = 0) -> str:
+        return f"{self.base(shard)}:timers"
+
+    def config(self, shard: int = 0) -> str:
+        return f"{self.base(shard)}:config"
 
     @property
     def schedules(self) -> str:
-        return f"{self.prefix}:schedules"
+        return f"{self.base(0)}:schedules"
 
     @property
     def schedules_due(self) -> str:
-        return f"{self.prefix}:schedules:due"
+        return f"{self.base(0)}:schedules:due"
 
     @property
     def schedules_last_run(self) -> str:
-        return f"{self.prefix}:schedules:last-run"
-
-    @property
-    def config(self) -> str:
-        return f"{self.prefix}:config"
-
-    @property
-    def ended(self) -> str:
-        return f"{self.prefix}:ended"
-
-    @property
-    def timers(self) -> str:
-        return f"{self.prefix}:timers"
-
-    @property
-    def runs_index(self) -> str:
-        return f"{self.prefix}:runs"
+        return f"{self.base(0)}:schedules:last-run"
 
     @property
     def workflows(self) -> str:

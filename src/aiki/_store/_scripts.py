@@ -28,14 +28,14 @@ local terminal = {completed = true, failed = true, cancelled = true}
 
 
 _RETAIN = """
--- An ended run is kept for the configured retention (``<prefix>:config`` retention_ms),
--- then its keys expire by themselves; ``<prefix>:ended`` lets the retention daemon drop
--- its index entry too.
-local function retain(prefix, id, now)
-  redis.call('ZADD', prefix .. ':ended', now, id)
-  local ms = redis.call('HGET', prefix .. ':config', 'retention_ms')
+-- An ended run is kept for the configured retention (``<shard>:config`` retention_ms),
+-- then its keys expire by themselves; ``<shard>:ended`` lets the retention daemon drop
+-- its index entry too. ``shard`` is the run's key base (``<prefix>:{<n>}``).
+local function retain(shard, id, now)
+  redis.call('ZADD', shard .. ':ended', now, id)
+  local ms = redis.call('HGET', shard .. ':config', 'retention_ms')
   if not ms then return end
-  local base = prefix .. ':run:{' .. id .. '}'
+  local base = shard .. ':run:' .. id
   for _, key in ipairs({base, base .. ':tasks', base .. ':events', base .. ':children'}) do
     redis.call('PEXPIRE', key, ms)
   end
@@ -44,15 +44,16 @@ end
 
 _WAKE_PARENT = """
 -- A child that ends puts its parent back in its stream if the parent waits for it.
-local function wake_parent(prefix, parent, now)
+-- A child lives in its parent's shard, so the parent's keys are in this slot too.
+local function wake_parent(shard, parent, now)
   if not parent then return end
-  local pkey = prefix .. ':run:{' .. parent .. '}'
+  local pkey = shard .. ':run:' .. parent
   local p = redis.call('HMGET', pkey, 'status', 'workflow', 'version', 'id')
   if p[1] == 'awaiting_child_workflow' then
-    local stream = prefix .. ':stream:{' .. p[2] .. '}:' .. p[3]
+    local stream = shard .. ':stream:' .. p[2] .. ':' .. p[3]
     local msg = redis.call('XADD', stream, '*', 'run', p[4])
     redis.call('HSET', pkey, 'status', 'queued', 'message', msg, 'updated_at', now)
-    redis.call('ZREM', prefix .. ':timers', p[4])
+    redis.call('ZREM', shard .. ':timers', p[4])
   end
 end
 """
@@ -166,7 +167,7 @@ FINISH_RUN = Lua(
     + """
 -- KEYS: run, stream
 -- ARGV: revision, status (completed|failed), field (result|error), value (JSON),
---       stream message id, group, channel, run id, key prefix
+--       stream message id, group, channel, run id, the run's shard key base
 local st = redis.call('HMGET', KEYS[1], 'status', 'revision', 'parent')
 if not st[1] then return redis.error_reply('MISSING run') end
 if st[1] ~= 'running' or st[2] ~= ARGV[1] then
@@ -272,7 +273,7 @@ FIRE_TIMERS = Lua(
     _NOW
     + """
 -- KEYS: timers
--- ARGV: key prefix, max timers to fire
+-- ARGV: the shard's key base (``<prefix>:{<n>}``), max timers to fire
 -- Moves every run whose timer is due back into its stream. ZREM decides who fires a
 -- timer, so several servers running this at once never enqueue a run twice.
 local parked = {awaiting_retry = true, sleeping = true, scheduled = true,
@@ -282,10 +283,10 @@ local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, AR
 local fired = 0
 for _, id in ipairs(due) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
-    local run = ARGV[1] .. ':run:{' .. id .. '}'
+    local run = ARGV[1] .. ':run:' .. id
     local st = redis.call('HMGET', run, 'status', 'workflow', 'version')
     if parked[st[1]] then
-      local stream = ARGV[1] .. ':stream:{' .. st[2] .. '}:' .. st[3]
+      local stream = ARGV[1] .. ':stream:' .. st[2] .. ':' .. st[3]
       local msg = redis.call('XADD', stream, '*', 'run', id)
       redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now)
       redis.call('HDEL', run, 'wake_at')
@@ -375,7 +376,8 @@ CANCEL_RUN = Lua(
     + _RETAIN
     + """
 -- KEYS: run, stream, timers, children
--- ARGV: reason (JSON string), group, run-ended channel, control channel, run id, prefix
+-- ARGV: reason (JSON string), group, run-ended channel, control channel, run id,
+--       the run's shard key base
 -- Ends the run `cancelled` whatever it was doing (fencing out a running executor) and
 -- returns its children so the caller cancels them too. Already ended: returns status.
 local st = redis.call('HMGET', KEYS[1], 'status', 'message', 'parent')

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,15 @@ from .. import _serde
 from .._errors import ConfigurationError, InvalidState, RunConflict, RunNotFound
 from .._redis import Redis, ScriptRefused
 from . import _scripts
-from ._keys import GROUP, TERMINAL_STATUSES, Keys
+from ._keys import (
+    GROUP,
+    MAX_SHARDS,
+    TERMINAL_STATUSES,
+    Keys,
+    reference_shard,
+    shard_of,
+    with_shard,
+)
 
 REDACTED = "[redacted]"
 
@@ -33,9 +42,29 @@ def _events(fields: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {name: [e for _, e in sorted(entries)] for name, entries in found.items()}
 
 
-def new_run_id() -> str:
-    """A fresh run id: 32 hex digits, safe in keys, channels and JSON."""
-    return uuid.uuid4().hex
+def new_run_id(shard: int = 0) -> str:
+    """A fresh run id in ``shard``: 32 hex digits (the first two name the shard), safe in
+    keys, channels and JSON."""
+    return with_shard(uuid.uuid4().hex, shard)
+
+
+def choose_run_id(
+    workflow: str,
+    shards: int = 1,
+    *,
+    reference_id: str | None = None,
+    parent_id: str | None = None,
+) -> str:
+    """A new run's id, in the shard it must live in: its parent's (a child's keys and its
+    parent's share a slot), its reference id's (so a repeated start meets the first
+    one), else a random one of the version's ``shards``."""
+    if parent_id:
+        shard = shard_of(parent_id)
+    elif reference_id:
+        shard = reference_shard(workflow, reference_id, shards)
+    else:
+        shard = random.randrange(shards) if shards > 1 else 0
+    return new_run_id(shard)
 
 
 def _text(value: Any) -> Any:
@@ -210,6 +239,7 @@ class Store:
         start_at_ms: int | None = None,
         timeout: float | None = None,
         sensitive: bool = False,
+        shards: int = 1,
     ) -> str:
         """Create a run and enqueue it (or schedule it for ``start_at_ms``), in one script.
 
@@ -223,20 +253,23 @@ class Store:
             raise ConfigurationError(
                 f"on_conflict must be 'error' or 'return_existing', got {on_conflict!r}"
             )
-        run_id = run_id or new_run_id()
+        run_id = run_id or choose_run_id(
+            workflow, shards, reference_id=reference_id, parent_id=parent_id
+        )
         k = self.keys
+        shard = shard_of(run_id)
         try:
             reply = await self.redis.script(
                 _scripts.START_RUN,
                 [
                     k.run(run_id),
-                    k.stream(workflow, version),
-                    k.runs_index,
+                    k.stream(workflow, version, shard),
+                    k.runs_index(shard),
                     # Unused keys are still real key names under the prefix (never ''),
                     # so that an ACL limited to the prefix's keys allows the call.
-                    k.reference(workflow, reference_id or ""),
+                    k.reference(workflow, reference_id or "", shard),
                     k.children(parent_id or run_id),
-                    k.timers,
+                    k.timers(shard),
                 ],
                 [
                     run_id,
@@ -266,7 +299,8 @@ class Store:
         timeout: float | None = None,
     ) -> None:
         """Create and enqueue several runs ``(run id, payload JSON)`` in ONE round trip
-        (a pipeline of start scripts; each run is created atomically by its own)."""
+        (a pipeline of start scripts; each run is created atomically by its own; each
+        run id names its shard)."""
         k = self.keys
         tail = ["", "error", "", "", "" if timeout is None else int(timeout * 1000), ""]
         commands = [
@@ -275,11 +309,11 @@ class Store:
                 _scripts.START_RUN.sha,
                 "6",
                 k.run(run_id),
-                k.stream(workflow, version),
-                k.runs_index,
-                k.reference(workflow, ""),
+                k.stream(workflow, version, shard_of(run_id)),
+                k.runs_index(shard_of(run_id)),
+                k.reference(workflow, "", shard_of(run_id)),
                 k.children(run_id),
-                k.timers,
+                k.timers(shard_of(run_id)),
                 run_id,
                 workflow,
                 version,
@@ -288,8 +322,15 @@ class Store:
             ]
             for run_id, payload_json in items
         ]
-        # SCRIPT LOAD first in the same pipeline: the EVALSHAs after it always find it.
-        replies = await self.redis.batch([["SCRIPT", "LOAD", _scripts.START_RUN.source], *commands])
+        # The script is loaded first (on every node of a cluster), in the same pipeline
+        # when Redis is one server: the EVALSHAs after it always find it.
+        if self.redis.cluster:
+            await self.redis.load_script(_scripts.START_RUN)
+            replies = await self.redis.batch(commands)
+        else:
+            replies = await self.redis.batch(
+                [["SCRIPT", "LOAD", _scripts.START_RUN.source], *commands]
+            )
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
@@ -349,7 +390,7 @@ class Store:
         k = self.keys
         await self.redis.script(
             _scripts.FINISH_RUN,
-            [k.run(run.id), k.stream(run.workflow, run.version)],
+            [k.run(run.id), k.run_stream(run.id, run.workflow, run.version)],
             [
                 run.revision,
                 status,
@@ -359,7 +400,7 @@ class Store:
                 GROUP,
                 k.run_ended_channel,
                 run.id,
-                k.prefix,
+                k.base(shard_of(run.id)),
             ],
         )
 
@@ -368,7 +409,7 @@ class Store:
         k = self.keys
         await self.redis.script(
             _scripts.REQUEUE_RUN,
-            [k.run(run.id), k.stream(run.workflow, run.version)],
+            [k.run(run.id), k.run_stream(run.id, run.workflow, run.version)],
             [run.revision, message_id, GROUP],
         )
 
@@ -395,8 +436,8 @@ class Store:
             [
                 k.run(run.id),
                 k.tasks(run.id),
-                k.stream(run.workflow, run.version),
-                k.timers,
+                k.run_stream(run.id, run.workflow, run.version),
+                k.timers(shard_of(run.id)),
                 k.events(run.id),
                 k.run(child_id or run.id),  # itself when there is no child
             ],
@@ -439,7 +480,12 @@ class Store:
         try:
             reply = await self.redis.script(
                 _scripts.SEND_EVENT,
-                [k.run(run_id), k.events(run_id), k.stream(run.workflow, run.version), k.timers],
+                [
+                    k.run(run_id),
+                    k.events(run_id),
+                    k.run_stream(run_id, run.workflow, run.version),
+                    k.timers(shard_of(run_id)),
+                ],
                 [name, data_json, reference_id or "", run_id, max_events],
             )
         except ScriptRefused as refused:
@@ -456,7 +502,12 @@ class Store:
         k = self.keys
         reply = await self.redis.script(
             _scripts.WAKE_SLEEP,
-            [k.run(run_id), k.tasks(run_id), k.stream(run.workflow, run.version), k.timers],
+            [
+                k.run(run_id),
+                k.tasks(run_id),
+                k.run_stream(run_id, run.workflow, run.version),
+                k.timers(shard_of(run_id)),
+            ],
             [name, run_id],
         )
         return int(reply)
@@ -467,8 +518,20 @@ class Store:
         k = self.keys
         reply = await self.redis.script(
             _scripts.CANCEL_RUN,
-            [k.run(run_id), k.stream(run.workflow, run.version), k.timers, k.children(run_id)],
-            [_serde.dumps(reason), GROUP, k.run_ended_channel, k.control_channel, run_id, k.prefix],
+            [
+                k.run(run_id),
+                k.run_stream(run_id, run.workflow, run.version),
+                k.timers(shard_of(run_id)),
+                k.children(run_id),
+            ],
+            [
+                _serde.dumps(reason),
+                GROUP,
+                k.run_ended_channel,
+                k.control_channel,
+                run_id,
+                k.base(shard_of(run_id)),
+            ],
         )
         for child in reply[1] or []:
             child_id = _text(child)
@@ -482,7 +545,11 @@ class Store:
         try:
             reply = await self.redis.script(
                 _scripts.PAUSE_RUN,
-                [k.run(run_id), k.stream(run.workflow, run.version), k.timers],
+                [
+                    k.run(run_id),
+                    k.run_stream(run_id, run.workflow, run.version),
+                    k.timers(shard_of(run_id)),
+                ],
                 [GROUP, k.control_channel, run_id],
             )
         except ScriptRefused as refused:
@@ -496,15 +563,19 @@ class Store:
         k = self.keys
         reply = await self.redis.script(
             _scripts.RESUME_RUN,
-            [k.run(run_id), k.stream(run.workflow, run.version), k.timers],
+            [
+                k.run(run_id),
+                k.run_stream(run_id, run.workflow, run.version),
+                k.timers(shard_of(run_id)),
+            ],
             [run_id],
         )
         return str(_text(reply))
 
-    async def fire_timers(self, limit: int = 200) -> tuple[int, int, int | None]:
-        """Enqueue runs whose timers are due: (fired, due, next due time in ms)."""
+    async def fire_timers(self, shard: int = 0, limit: int = 200) -> tuple[int, int, int | None]:
+        """Enqueue a shard's runs whose timers are due: (fired, due, next due in ms)."""
         reply = await self.redis.script(
-            _scripts.FIRE_TIMERS, [self.keys.timers], [self.keys.prefix, limit]
+            _scripts.FIRE_TIMERS, [self.keys.timers(shard)], [self.keys.base(shard), limit]
         )
         next_due = _text(reply[2])
         return int(reply[0]), int(reply[1]), int(float(next_due)) if next_due else None
@@ -545,16 +616,14 @@ class Store:
         versions: list[tuple[str, str]],
         worker_id: str,
         timeouts: dict[tuple[str, str], float | None] | None = None,
-    ) -> None:
-        """Create each version's stream group and record it as known (idempotent), with
-        its workflow-level timeout: runs started without the code (HTTP, schedules) get
-        it from here."""
+        shards: dict[tuple[str, str], int] | None = None,
+    ) -> int:
+        """Record each version as known (idempotent), with its workflow-level timeout
+        (runs started without the code, over HTTP or by schedules, get it from here) and
+        its ``shards``, then create its stream groups in every shard of the deployment.
+        Returns the deployment's shard count."""
         commands: list[list[Any]] = []
         for workflow, version in versions:
-            timeout = (timeouts or {}).get((workflow, version))
-            commands.append(
-                ["XGROUP", "CREATE", self.keys.stream(workflow, version), GROUP, "0", "MKSTREAM"]
-            )
             commands.append(
                 [
                     "HSET",
@@ -565,25 +634,50 @@ class Store:
                             "workflow": workflow,
                             "version": version,
                             "worker": worker_id,
-                            "timeout": timeout,
+                            "timeout": (timeouts or {}).get((workflow, version)),
+                            "shards": (shards or {}).get((workflow, version), 1),
                         }
                     ),
                 ]
             )
+        _raise_first(await self.redis.batch(commands))
+        count = await self.shard_count()
+        await self.create_groups(versions, range(count))
+        return count
+
+    async def create_groups(self, versions: list[tuple[str, str]], shards: range) -> None:
+        """Create the consumer group of each version's stream in each of ``shards``
+        (reading from the stream's start, so messages added before are not missed)."""
+        commands: list[list[Any]] = [
+            ["XGROUP", "CREATE", self.keys.stream(w, v, shard), GROUP, "0", "MKSTREAM"]
+            for w, v in versions
+            for shard in shards
+        ]
         for reply in await self.redis.batch(commands):
             if isinstance(reply, Exception) and "BUSYGROUP" in str(reply):
                 continue  # the group exists already: fine
             if isinstance(reply, BaseException):
                 raise reply
 
-    async def workflow_timeout(self, workflow: str, version: str) -> float | None:
-        """The registered workflow-level timeout of a version (None: none or unknown)."""
+    async def shard_count(self) -> int:
+        """How many shards the deployment uses: the most any registered version has
+        (workers read every shard, because a child run lives in its parent's)."""
+        count = 1
+        for registration in await self.list_workflows():
+            count = max(count, int(registration.get("shards") or 1))
+        return min(count, MAX_SHARDS)
+
+    async def workflow_registration(self, workflow: str, version: str) -> dict[str, Any] | None:
+        """What a version's workers registered (timeout, shards), or None."""
         raw = await self.redis.command(
             "HGET", self.keys.workflows, Keys.workflow_field(workflow, version)
         )
-        if raw is None:
-            return None
-        timeout = json.loads(raw).get("timeout")
+        return None if raw is None else dict(json.loads(raw))
+
+    async def workflow_timeout(self, workflow: str, version: str) -> float | None:
+        """The registered workflow-level timeout of a version (None: none or unknown)."""
+        registration = await self.workflow_registration(workflow, version)
+        timeout = (registration or {}).get("timeout")
         return float(timeout) if timeout else None
 
     async def workflow_known(self, workflow: str, version: str) -> bool:
@@ -641,23 +735,42 @@ class Store:
         upper: str = f"({before}" if before is not None else "+inf"
         lower: str = str(since) if since is not None else "-inf"
         page = max(limit, 50)
+        shards = range(await self.shard_count())
         while len(found) < limit:
-            ids = await self.redis.command(
-                "ZRANGE",
-                self.keys.runs_index,
-                upper,
-                lower,
-                "BYSCORE",
-                "REV",
-                "LIMIT",
-                "0",
-                str(page),
-                "WITHSCORES",
+            # One page from every shard's index, merged newest first. Entries below the
+            # oldest entry of a full page may be missing from that shard's page, so only
+            # those at or above the highest such "floor" are used this round.
+            replies = await self.redis.batch(
+                [
+                    [
+                        "ZRANGE",
+                        self.keys.runs_index(shard),
+                        upper,
+                        lower,
+                        "BYSCORE",
+                        "REV",
+                        "LIMIT",
+                        "0",
+                        str(page),
+                        "WITHSCORES",
+                    ]
+                    for shard in shards
+                ]
             )
-            pairs = _pairs(ids) if ids else {}
-            if not pairs:
+            _raise_first(replies)
+            scored: list[tuple[int, str]] = []
+            floor: int | None = None
+            for reply in replies:
+                pairs = [(int(float(v)), r) for r, v in _pairs(reply).items()]
+                scored += pairs
+                if len(pairs) == page:
+                    floor = pairs[-1][0] if floor is None else max(floor, pairs[-1][0])
+            scored.sort(reverse=True)
+            if floor is not None:
+                scored = [(score, r) for score, r in scored if score >= floor]
+            if not scored:
                 break
-            runs = await self.get_statuses(list(pairs))
+            runs = await self.get_statuses([r for _, r in scored])
             for run in runs.values():
                 if run is None:
                     continue
@@ -670,7 +783,14 @@ class Store:
                 found.append(run)
                 if len(found) >= limit:
                     break
-            if len(pairs) < page:
+            if floor is None:
                 break
-            upper = f"({int(float(list(pairs.values())[-1]))}"
+            upper = f"({floor}"
         return found
+
+
+def _raise_first(replies: list[Any]) -> None:
+    """Raise the first error of a batch's replies."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply

@@ -4,6 +4,10 @@
   multiplexes one connection, and a BLOCK would stall everything queued behind it),
   asking for no more messages than the worker has free slots, across its streams in a
   rotating order so one busy workflow version cannot starve another.
+* One ``XREADGROUP`` only names streams of one shard (one hash slot, as Redis Cluster
+  requires). With several shards, a read first looks at every shard at once without
+  blocking (one pipelined round trip), and only when all are empty blocks on one shard
+  in turn for a share of the block time.
 * Heartbeats reset the idle time of the messages being executed (``XCLAIM ... JUSTID``),
   but only while this worker still owns them (a Lua check against ``XPENDING``), so a
   worker that was paused cannot steal back a message that another worker claimed.
@@ -120,14 +124,25 @@ def _entries(stream: str, raw: Any) -> list[Message]:
 
 
 class StreamReader:
-    """The stream commands of one worker (one consumer in the group on each stream)."""
+    """The stream commands of one worker (one consumer in the group on each stream).
 
-    def __init__(self, redis: Redis, blocking: Redis, consumer: str, streams: list[str]) -> None:
+    ``shards`` lists, per shard, the streams to read in it."""
+
+    def __init__(
+        self, redis: Redis, blocking: Redis, consumer: str, shards: list[list[str]]
+    ) -> None:
         self.redis = redis
         self.blocking = blocking
         self.consumer = consumer
-        self.streams = streams
         self._rotation = 0
+        self._shard_turn = 0
+        self.set_shards(shards)
+
+    def set_shards(self, shards: list[list[str]]) -> None:
+        """Read these streams from now on (the deployment's shard count grew)."""
+        self.shards = [list(streams) for streams in shards if streams]
+        self.streams = [stream for streams in self.shards for stream in streams]
+        self._shard_of = {s: i for i, streams in enumerate(self.shards) for s in streams}
 
     def _next_order(self, free: int) -> list[str]:
         n = len(self.streams)
@@ -138,25 +153,49 @@ class StreamReader:
         # messages returned can never exceed the free slots.
         return order[: max(1, min(free, n))]
 
-    async def read(self, free: int, block_time: float) -> list[Message]:
-        """New messages, at most ``free``; waits up to ``block_time`` for some."""
-        streams = self._next_order(free)
-        count = max(1, free // len(streams))
-        # With fewer free slots than streams, only some streams are read at a time; the
-        # block is shortened so that a full rotation still takes about block_time.
-        block = block_time * len(streams) / len(self.streams)
-        reply = await self.blocking.command(
+    def _xreadgroup(self, streams: list[str], count: int, block: float | None) -> list[str]:
+        return [
             "XREADGROUP",
             "GROUP",
             GROUP,
             self.consumer,
             "COUNT",
             str(count),
-            "BLOCK",
-            str(max(10, int(block * 1000))),
+            *([] if block is None else ["BLOCK", str(max(10, int(block * 1000)))]),
             "STREAMS",
             *streams,
             *([">"] * len(streams)),
+        ]
+
+    async def read(self, free: int, block_time: float) -> list[Message]:
+        """New messages, at most ``free``; waits up to ``block_time`` for some."""
+        streams = self._next_order(free)
+        count = max(1, free // len(streams))
+        if len(self.shards) == 1:
+            # With fewer free slots than streams, only some streams are read at a time;
+            # the block is shortened so a full rotation still takes about block_time.
+            block = block_time * len(streams) / len(self.streams)
+            reply = await self.blocking.command(*self._xreadgroup(streams, count, block))
+            return self._messages(reply)
+        by_shard: dict[int, list[str]] = {}
+        for stream in streams:
+            by_shard.setdefault(self._shard_of[stream], []).append(stream)
+        replies = await self.redis.batch(
+            [self._xreadgroup(group, count, None) for group in by_shard.values()]
+        )
+        messages: list[Message] = []
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+            messages += self._messages(reply)
+        if messages:
+            return messages
+        # Nothing anywhere: wait on one shard (each in turn) for its share of the block.
+        shard = self.shards[self._shard_turn % len(self.shards)]
+        self._shard_turn += 1
+        waited = shard[: max(1, min(free, len(shard)))]
+        reply = await self.blocking.command(
+            *self._xreadgroup(waited, max(1, free // len(waited)), block_time / len(self.shards))
         )
         return self._messages(reply)
 
