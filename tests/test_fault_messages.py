@@ -228,3 +228,23 @@ async def test_equal_message_ids_on_two_streams_take_two_slots(client: aiki.Clie
         assert [await h.wait_for_completion(timeout=30) for h in (first, second)] == [100, 200]
         assert [await h.wait_for_completion(timeout=30) for h in later] == [0, 1, 2, 3]
     assert sorted(entered) == [0, 1, 2, 3, 100, 200]
+
+
+async def test_heartbeat_tells_a_claimed_message_from_a_finished_one(
+    client: aiki.Client,
+) -> None:
+    """Only a message now pending with ANOTHER consumer is lost; one acked meanwhile (its
+    execution is finishing) is not, so no execution is cancelled for having ended."""
+    from aiki._store._keys import GROUP
+    from aiki.subscribers import StreamReader
+
+    redis = client.store.redis
+    stream = client.store.keys.stream("beats", "1")
+    await redis.command("XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM")
+    ids = [await redis.command("XADD", stream, "*", "run", f"r{i}") for i in range(3)]
+    ids = [i.decode() if isinstance(i, bytes) else i for i in ids]
+    reader = StreamReader(redis, redis, "me", [[stream]])
+    assert len(await reader.read(3, 0.1)) == 3
+    await redis.command("XACK", stream, GROUP, ids[0])  # finished meanwhile
+    await redis.command("XCLAIM", stream, GROUP, "other", "0", ids[1], "JUSTID")  # taken
+    assert await reader.heartbeat({stream: ids}) == {(stream, ids[1])}

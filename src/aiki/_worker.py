@@ -226,11 +226,11 @@ class Worker:
             if not by_stream:
                 continue
             try:
-                kept = await reader.heartbeat(by_stream)
+                lost = await reader.heartbeat(by_stream)
             except ConnectionFailed:
                 continue
             for key, (message, scope) in list(self._in_flight.items()):
-                if key not in kept and message.id in by_stream.get(message.stream, ()):
+                if key in lost:
                     # Another worker claimed it: we lost the run. Stop quietly.
                     self._abandoned.add(key)
                     log.warning(

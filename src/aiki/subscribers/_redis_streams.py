@@ -82,16 +82,21 @@ _HEARTBEAT = Lua(
     "heartbeat",
     """
 -- KEYS: stream; ARGV: group, consumer, ids...
--- Reset the idle time of the given messages that this consumer still owns.
-local kept = {}
+-- Reset the idle time of the given messages that this consumer still owns; returns the
+-- ids now pending with ANOTHER consumer (claimed away). An id pending with nobody was
+-- acked: its execution is finishing (or was cancelled), which is not a loss.
+local lost = {}
 for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if #p > 0 then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-    table.insert(kept, ARGV[i])
+    if p[1][2] == ARGV[2] then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    else
+      table.insert(lost, ARGV[i])
+    end
   end
 end
-return kept
+return lost
 """,
 )
 
@@ -252,11 +257,11 @@ class StreamReader:
 
     async def heartbeat(self, in_flight: dict[str, list[str]]) -> set[tuple[str, str]]:
         """Refresh the idle time of in-flight messages; returns the (stream, id) of those
-        still owned."""
-        kept: set[tuple[str, str]] = set()
+        another worker has claimed meanwhile."""
+        lost: set[tuple[str, str]] = set()
         for stream, ids in in_flight.items():
             if not ids:
                 continue
             reply = await self.redis.script(_HEARTBEAT, [stream], [GROUP, self.consumer, *ids])
-            kept.update((stream, _text(i)) for i in reply or [])
-        return kept
+            lost.update((stream, _text(i)) for i in reply or [])
+        return lost
