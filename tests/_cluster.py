@@ -25,22 +25,18 @@ class RedisCluster:
     """``masters`` Redis Cluster nodes sharing the 16,384 slots evenly."""
 
     def __init__(self, data_dir: Path, masters: int = 3) -> None:
+        # Each node gets its own free port for the cluster bus (the default, port + 10000,
+        # does not exist for ports above 55535).
+        self.bus_ports = [free_port() for _ in range(masters)]
         self.nodes = [
             RedisServerProcess(
                 data_dir=data_dir / f"node{i}",
                 extra_args=[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "5000",
-                    # Its own free port for the cluster bus (the default, port + 10000,
-                    # does not exist for ports above 55535).
-                    "--cluster-port",
-                    str(free_port()),
+                    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                    *("--cluster-node-timeout", "5000"),
+                    *("--cluster-port", str(self.bus_ports[i])),
                 ],
-            )  # fmt: skip
+            )
             for i in range(masters)
         ]
 
@@ -77,8 +73,8 @@ class RedisCluster:
             for i, port in enumerate(self.ports):
                 last = SLOTS - 1 if i == len(self.nodes) - 1 else (i + 1) * share - 1
                 command(port, "CLUSTER", "ADDSLOTSRANGE", i * share, last)
-            for port in self.ports[1:]:
-                command(self.ports[0], "CLUSTER", "MEET", "127.0.0.1", port)
+            for port, bus in zip(self.ports[1:], self.bus_ports[1:], strict=True):
+                command(self.ports[0], "CLUSTER", "MEET", "127.0.0.1", port, bus)
         self.wait_ok(timeout)
 
     def wait_ok(self, timeout: float = 30.0) -> None:
