@@ -45,17 +45,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
         found.cleanup()
 
 
-@pytest.fixture
-def counter() -> Iterator[RedisServerProcess]:
-    """A standalone Redis where tasks count their executions (outside the cluster)."""
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 fanout = aiki.workflow("fanout")
 
 
@@ -160,9 +149,10 @@ async def test_order_processing_and_primitives_on_a_cluster(cluster: RedisCluste
 
 
 async def test_worker_sigkilled_on_a_cluster_runs_finish_elsewhere_once(
-    cluster: RedisCluster, counter: RedisServerProcess, tmp_path: Path
+    cluster: RedisCluster, redis_server: RedisServerProcess, tmp_path: Path
 ) -> None:
-    port = counter.port
+    # Tasks count their executions in a standalone Redis, outside the cluster.
+    port = redis_server.port
     assert port is not None
     cluster_worker.counter_port = port
     async with aiki.client(redis_url=cluster.url) as client:
