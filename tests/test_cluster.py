@@ -5,7 +5,8 @@ A cluster node refuses any command or script whose keys are in more than one has
 running at all is the proof that every transition stays in one slot. They run the
 order-processing workflow (over the SDK and over HTTP, through a server on the cluster),
 a sharded workflow whose runs spread over several masters with children, durable sleeps,
-events and a schedule, and the crash-recovery scenario: a worker SIGKILLed inside a task,
+events and a schedule; retry timers, wake-ups, pause/resume, cancel, delayed starts and a
+graceful worker stop; and the crash-recovery scenario: a worker SIGKILLed inside a task,
 its runs finished by another worker, every completed task executed exactly once.
 """
 
@@ -87,7 +88,7 @@ async def test_order_processing_and_primitives_on_a_cluster(cluster: RedisCluste
                 assert all(r == results[0] for r in results)
                 # The waits were answered by run-ended notifications published inside the
                 # finishing scripts on whichever master served each run's slot.
-                listener = client._backend.listener  # type: ignore[union-attr]
+                listener = client._backend.listener  # type: ignore[attr-defined]
                 assert listener.messages_received >= 8
                 assert results[0]["success"] is True and results[0]["charged"] == 29.0
 
@@ -198,3 +199,90 @@ async def test_worker_sigkilled_on_a_cluster_runs_finish_elsewhere_once(
         # reserve was recorded before the crash: never run again. charge was cut short by
         # the kill, so it ran again (at-least-once for an interrupted task). ship once.
         assert counts == {"reserve": 1, "charge": 2, "ship": 1}, run.id
+
+
+napper = aiki.workflow("napper")
+_flaky_calls: dict[str, int] = {}
+
+
+@aiki.task("flaky", retry=aiki.Retry.fixed(3, delay=0.6))
+async def flaky(key: str) -> str:
+    # Fails once per key; the 0.6 s retry delay parks the run (awaiting_retry, a timer).
+    _flaky_calls[key] = _flaky_calls.get(key, 0) + 1
+    if _flaky_calls[key] == 1:
+        raise RuntimeError("first try fails")
+    return key
+
+
+@napper.v("1", shards=4)
+async def napper_v1(ctx: aiki.WorkflowContext, payload: str) -> str:
+    await flaky.start(ctx, f"{ctx.run_id}")
+    await ctx.sleep("long", 3600)
+    return f"woke {payload}"
+
+
+gated = aiki.workflow("gated")
+_gate = {"open": False}
+
+
+@aiki.task("wait-for-gate")
+async def wait_for_gate(x: int) -> int:
+    while not _gate["open"]:  # noqa: ASYNC110
+        await trio.sleep(0.01)
+    return x
+
+
+@gated.v("1", shards=4)
+async def gated_v1(ctx: aiki.WorkflowContext, payload: int) -> int:
+    return await wait_for_gate.start(ctx, payload)
+
+
+async def test_control_retries_and_timers_on_a_cluster(cluster: RedisCluster) -> None:
+    """The transitions the other tests do not reach: retry timers, wake-ups, pause and
+    resume, cancel, delayed starts, and a graceful worker stop handing runs back."""
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    async with (
+        aiki.client(redis_url=cluster.url, prefix=prefix) as client,
+        trio.open_nursery() as nursery,
+    ):
+        from aiki._timers import serve_timers
+
+        await nursery.start(serve_timers, client.store)
+        async with running_worker(client, napper, max_concurrent_workflow_runs=20):
+            runs = [await napper_v1.start(client, str(i)) for i in range(8)]
+            later = await napper_v1.start(client, "later", delay=0.5)
+            assert await later.status() == "scheduled"
+            assert len({shard_of(r.id) for r in [*runs, later]}) >= 2
+
+            async def all_sleeping() -> bool:
+                return all([await r.status() == "sleeping" for r in [*runs, later]])
+
+            await wait_until(all_sleeping, timeout=60, what="every run retried, then asleep")
+            assert await runs[0].pause() == "paused"
+            assert await runs[0].resume() in ("queued", "sleeping")
+            assert await runs[1].cancel("not needed") == "cancelled"
+            for run in [*runs[:1], *runs[2:], later]:
+                assert await run.wakeup("long") == 1
+            with trio.fail_after(60):
+                for i, run in enumerate(runs):
+                    if i != 1:
+                        assert await run.wait_for_completion() == f"woke {i}"
+                assert await later.wait_for_completion() == "woke later"
+            assert (await runs[1].describe()).status == "cancelled"
+        # A graceful stop while runs execute hands them straight back to their streams.
+        _gate["open"] = False
+        held = [await gated_v1.start(client, i) for i in range(4)]
+        async with running_worker(
+            client, gated, max_concurrent_workflow_runs=20, shutdown_grace=0.1
+        ):
+
+            async def all_running() -> bool:
+                return all([await r.status() == "running" for r in held])
+
+            await wait_until(all_running, timeout=60, what="gated runs executing")
+        assert all([await r.status() == "queued" for r in held])  # requeued at once
+        _gate["open"] = True
+        async with running_worker(client, gated, max_concurrent_workflow_runs=20):
+            with trio.fail_after(60):
+                assert [await r.wait_for_completion() for r in held] == [0, 1, 2, 3]
+        nursery.cancel_scope.cancel()
