@@ -387,6 +387,8 @@ class Client:
     def _encode_payload(self, payload: Any) -> str:
         """The payload as compact JSON, or InvalidPayload (not JSON, or over the limit)."""
         payload_json = _serde.dumps(payload, what="payload")
+        if len(payload_json) * 4 <= self.max_payload_bytes:
+            return payload_json  # within the limit however it encodes (<= 4 bytes a char)
         size = len(payload_json.encode())
         if size > self.max_payload_bytes:
             raise InvalidPayload(f"payload is {size} bytes; the limit is {self.max_payload_bytes}")

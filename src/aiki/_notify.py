@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from ._errors import ConnectionFailed, RunNotFound
 from ._redis import Redis, connect
@@ -26,10 +27,12 @@ log = logging.getLogger("aiki.notify")
 
 
 class _Watch:
-    __slots__ = ("event", "outcome", "waiters", "since")
+    # The event is made by the first wait: a watch made at start, for a run nobody
+    # waits on (or one that has ended before its wait began), never needs one.
+    __slots__ = ("_event", "outcome", "waiters", "since")
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self._event: anyio.Event | None = None
         self.outcome: dict[str, Any] | None = None
         self.waiters = 0
         self.since = anyio.current_time()
@@ -37,7 +40,17 @@ class _Watch:
     def deliver(self, outcome: dict[str, Any]) -> None:
         if self.outcome is None:
             self.outcome = outcome
-            self.event.set()
+            if self._event is not None:
+                self._event.set()
+
+    async def wait(self) -> None:
+        """Until an outcome is delivered (a checkpoint either way)."""
+        if self.outcome is not None:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
 
 
 class RunEndedListener:
@@ -216,8 +229,11 @@ async def wait_for_end(
                 raise RunNotFound(run_id)
             if run.ended:
                 w.deliver(outcome_of(run))
-        with anyio.move_on_after(math.inf if timeout is None else timeout):
-            await w.event.wait()
+        if w.outcome is None:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                await w.wait()
+        else:  # ended already: no cancel scope needed
+            await anyio.lowlevel.checkpoint()
         return w.outcome
     finally:
         w.waiters -= 1
