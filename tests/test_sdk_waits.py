@@ -244,3 +244,32 @@ async def test_unwaited_watches_are_bounded_and_waited_ones_kept() -> None:
     assert len(listener._watches) <= 101
     assert "waited" in listener._watches
     assert "run-4999" in listener._watches and "run-0" not in listener._watches
+
+
+# -- the listener subscribes at the first wait ------------------------------------------
+
+
+async def test_listener_subscribes_at_the_first_wait_only(
+    redis_port: int, client: aiki.Client
+) -> None:
+    """A process that starts runs (or executes them, as a worker) but never waits does
+    not receive every run's end. The first wait subscribes; runs that ended before it
+    (their watches made while nobody listened) are read once, not waited for forever."""
+    listener = client._backend.listener  # type: ignore[attr-defined]
+    handles = [await adder_v1.start(client, payload_for(i)) for i in range(10)]
+    async with aiki.client(redis_url=client.redis_url or "") as worker_client:
+        async with running_worker(worker_client, adder) as worker:
+            await wait_until(lambda: worker.executions_finished == 10, what="10 runs done")
+            names = [c.get("name", "") for c in await client_list(redis_port)]
+            assert "aiki-notify" not in names, names
+            assert not listener.listening and listener.messages_received == 0
+            with trio.fail_after(10):
+                results = [await h.wait_for_completion() for h in handles]
+            assert results == [expected_for(i) for i in range(10)]
+            assert listener.listening
+            # From now on a start's watch is covered by the subscription.
+            handle = await adder_v1.start(client, payload_for(10))
+            assert await handle.wait_for_completion(timeout=10) == expected_for(10)
+            assert listener.messages_received >= 1
+        worker_listener = worker_client._backend.listener  # type: ignore[attr-defined]
+        assert not worker_listener.listening and worker_listener.messages_received == 0

@@ -11,6 +11,7 @@ start a run; completions through one shared notification listener). A client giv
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import time
@@ -535,7 +536,9 @@ async def client(
             listener = RunEndedListener(redis_url, store, implementation=implementation)
             nursery = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(nursery.cancel_scope.cancel)
-            await nursery.start(listener.serve)
+            # Subscribed at the first wait: workers and fire-and-forget producers never
+            # receive every run's end.
+            await nursery.start(functools.partial(listener.serve, lazy=True))
             backend: _Backend = _RedisBackend(store, listener)
             yield Client(
                 backend,

@@ -5,6 +5,12 @@ calls share ONE subscribed connection. Pub/sub is fire-and-forget (a message pub
 while the connection is down is gone), so pending waits are re-checked against the
 stored status: periodically for waits that have lasted a while, and at once after the
 listener reconnects.
+
+A client's listener subscribes at its first wait (``serve(lazy=True)``), not when the
+client opens: a worker process or a producer that never waits does not receive every
+run's end (with many workers, that fan-out would be most of the pub/sub traffic). A watch
+made before the subscription is live (at a start) is not trusted to see its notification:
+its first wait reads the run's status once after subscribing.
 """
 
 from __future__ import annotations
@@ -29,13 +35,15 @@ log = logging.getLogger("aiki.notify")
 class _Watch:
     # The event is made by the first wait: a watch made at start, for a run nobody
     # waits on (or one that has ended before its wait began), never needs one.
-    __slots__ = ("_event", "outcome", "waiters", "since")
+    __slots__ = ("_event", "outcome", "waiters", "since", "covered")
 
-    def __init__(self) -> None:
+    def __init__(self, covered: bool) -> None:
         self._event: anyio.Event | None = None
         self.outcome: dict[str, Any] | None = None
         self.waiters = 0
         self.since = anyio.current_time()
+        # Made while the listener was subscribed: its run's end cannot be missed.
+        self.covered = covered
 
     def deliver(self, outcome: dict[str, Any]) -> None:
         if self.outcome is None:
@@ -75,6 +83,8 @@ class RunEndedListener:
         self._watches: OrderedDict[str, _Watch] = OrderedDict()
         self._redis: Redis | None = None
         self._wake_recheck = anyio.Event()
+        self._wanted = anyio.Event()
+        self._listening = anyio.Event()
         self.messages_received = 0
 
     # -- for waiters ----------------------------------------------------------------
@@ -90,8 +100,18 @@ class RunEndedListener:
             return existing, True
         # Trim first: trimming after the insert could drop the watch we hand out.
         self._trim()
-        w = self._watches[run_id] = _Watch()
+        w = self._watches[run_id] = _Watch(covered=self._listening.is_set())
         return w, False
+
+    @property
+    def listening(self) -> bool:
+        return self._listening.is_set()
+
+    async def ensure_listening(self) -> None:
+        """Until the listener is subscribed (a lazy listener subscribes now)."""
+        if not self._listening.is_set():
+            self._wanted.set()
+            await self._listening.wait()
 
     def forget(self, run_id: str) -> None:
         w = self._watches.get(run_id)
@@ -118,20 +138,51 @@ class RunEndedListener:
 
     # -- the listener ---------------------------------------------------------------
 
-    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run the listener until cancelled; ``task_status.started()`` once subscribed."""
-        self._redis = await connect(
-            self._url, name=self._name, request_timeout=5.0, implementation=self._implementation
-        )
+    async def serve(
+        self, *, lazy: bool = False, task_status: Any = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the listener until cancelled; ``task_status.started()`` once subscribed,
+        or at once with ``lazy`` (it then subscribes when :meth:`ensure_listening` is
+        first called, retrying while Redis cannot be reached)."""
+        if lazy:
+            task_status.started()
+            await self._wanted.wait()
+            self._redis = await self._connect_retrying()
+        else:
+            self._redis = await self._connect()
         try:
-            await self._redis.subscribe(self._store.keys.run_ended_channel)
             async with anyio.create_task_group() as nursery:
                 nursery.start_soon(self._recheck_loop)
-                task_status.started()
+                self._listening.set()
+                if not lazy:
+                    task_status.started()
                 await self._receive_loop()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._redis.aclose()
+
+    async def _connect(self) -> Redis:
+        redis = await connect(
+            self._url, name=self._name, request_timeout=5.0, implementation=self._implementation
+        )
+        try:
+            await redis.subscribe(self._store.keys.run_ended_channel)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await redis.aclose()
+            raise
+        return redis
+
+    async def _connect_retrying(self) -> Redis:
+        failures = 0
+        while True:
+            try:
+                return await self._connect()
+            except ConnectionFailed as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("notification listener cannot subscribe (%s); retrying", exc)
+                await anyio.sleep(min(5.0, 0.05 * 2**failures) * random.uniform(0.8, 1.2))
 
     async def _receive_loop(self) -> None:
         assert self._redis is not None
@@ -216,13 +267,16 @@ async def wait_for_end(
     run vanished meanwhile). Raises :class:`aiki.RunNotFound` if there is no such run.
     The one wait used by the Redis client and the server's long-poll: the watch is
     registered before the status is read, so an end between the two is not missed; a
-    watch that already existed (made at start, before the run could end) needs no read.
+    watch that already existed (made at start, before the run could end) while the
+    listener was subscribed needs no read.
     """
+    await listener.ensure_listening()
     w, existed = listener.watch(run_id)
     w.waiters += 1
     missing = False
     try:
-        if not existed:
+        if not existed or not w.covered:
+            w.covered = True  # read once now that the listener is subscribed
             run = await store.get_run(run_id)
             if run is None:
                 missing = True
