@@ -248,3 +248,46 @@ async def test_heartbeat_tells_a_claimed_message_from_a_finished_one(
     await redis.command("XACK", stream, GROUP, ids[0])  # finished meanwhile
     await redis.command("XCLAIM", stream, GROUP, "other", "0", ids[1], "JUSTID")  # taken
     assert await reader.heartbeat({stream: ids}) == {(stream, ids[1])}
+
+
+async def test_a_backlog_is_read_and_taken_in_one_call_with_poison_mixed_in(
+    client: aiki.Client,
+) -> None:
+    """With work waiting, a worker reads messages and takes their runs in one script
+    (READ_AND_TAKE): the runs complete once each, and poison among them is handled as
+    when read one by one (dead-lettered with its fields, or acked for an ended run)."""
+    redis = client.store.redis
+    stream = client.store.keys.stream("sturdy", "1")
+    async with running_worker(client, sturdy) as worker:
+        done = await sturdy_v1.start(client, {"n": -1})
+        assert await done.wait_for_completion(timeout=30) == {"echo": {"n": -1}}
+    handles = []
+    poison: list[str] = []
+    for i in range(40):
+        handles.append(await sturdy_v1.start(client, {"n": i}))
+        if i % 10 == 5:
+            poison.append(_text(await redis.command("XADD", stream, "*", "junk", str(i))))
+            poison.append(_text(await redis.command("XADD", stream, "*", "run", f"gone-{i}")))
+            await redis.command("XADD", stream, "*", "run", done.id)  # ended: acked
+    async with running_worker(client, sturdy, max_concurrent_workflow_runs=4) as worker:
+        with trio.fail_after(60):
+            results = [await h.wait_for_completion() for h in handles]
+
+        async def drained() -> bool:
+            return int(await redis.command("XLEN", stream)) == 0
+
+        await wait_until(drained, what="every message handled")
+        assert worker.taken_with_read > 0  # the backlog went through READ_AND_TAKE
+    assert results == [{"echo": {"n": i}} for i in range(40)]
+    for handle in handles:
+        assert (await client.get_run(handle.id)).attempts == 1
+    letters = await dead_letters(client)
+    assert set(letters) == set(poison)
+    junk = [letters[m] for m in poison if "junk" in letters[m]["fields"]]
+    assert [json.loads(j["fields"]) for j in junk] == [
+        {"junk": "5"},
+        {"junk": "15"},
+        {"junk": "25"},
+        {"junk": "35"},
+    ]
+    assert all(j["reason"] == "message has no 'run' field" for j in junk)

@@ -84,6 +84,7 @@ class Worker:
         self._running = False
         self.executions_finished = 0
         self.claims_taken_over = 0
+        self.taken_with_read = 0  # runs read and taken in one call (a backlog)
 
     @property
     def in_flight(self) -> int:
@@ -181,6 +182,9 @@ class Worker:
         than the worker has free slots."""
         sub = self.subscriber
         failures = 0
+        # After a read that found more than one message, the next one reads and takes in
+        # one call; a worker that is keeping up waits in a blocking read instead.
+        backlog = False
         next_claim = trio.current_time() + sub.effective_claim_interval
         while True:
             await self._wait_for_slot()
@@ -191,7 +195,15 @@ class Worker:
                 await self._claim(reader, executions, store)
                 continue
             try:
+                if backlog and len(reader.shards) == 1:
+                    # Work is waiting: read AND take runs in one call (no blocking).
+                    taken = await self._read_and_take(reader, store)
+                    for message, outcome in taken:
+                        self._spawn(executions, store, message, outcome)
+                    backlog = bool(taken)
+                    continue
                 messages = await reader.read(self.free_slots, sub.block_time)
+                backlog = len(messages) > 1
             except ConnectionFailed as exc:
                 failures += 1
                 if failures == 1:
@@ -203,6 +215,17 @@ class Worker:
                 failures = 0
             for message in messages:
                 self._spawn(executions, store, message)
+
+    async def _read_and_take(
+        self, reader: StreamReader, store: Store
+    ) -> list[tuple[Message, TakenRun | TakeRefused]]:
+        streams, count = reader.plan(self.free_slots)
+        found = await store.read_and_take(streams, 0, count, self.id)
+        self.taken_with_read += len(found)
+        return [
+            (Message(stream, message_id, fields), outcome)
+            for stream, message_id, fields, outcome in found
+        ]
 
     async def _claim(self, reader: StreamReader, executions: trio.Nursery, store: Store) -> None:
         """Take over messages idle longer than claim_min_idle_time (dead workers')."""
@@ -330,10 +353,18 @@ class Worker:
 
     # -- executions -----------------------------------------------------------------
 
-    def _spawn(self, nursery: trio.Nursery, store: Store, message: Message) -> None:
+    def _spawn(
+        self,
+        nursery: trio.Nursery,
+        store: Store,
+        message: Message,
+        taken: TakenRun | TakeRefused | None = None,
+    ) -> None:
+        """Execute ``message``'s run in ``nursery`` (``taken``: the run, or the refusal,
+        when the read already took it)."""
         scope = trio.CancelScope()
         self._in_flight[message.key] = (message, scope)
-        nursery.start_soon(self._execute, store, message, scope)
+        nursery.start_soon(self._execute, store, message, scope, taken)
 
     def _release(self, message: Message) -> None:
         self._in_flight.pop(message.key, None)
@@ -359,7 +390,13 @@ class Worker:
                 await trio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 2.0)
 
-    async def _execute(self, store: Store, message: Message, scope: trio.CancelScope) -> None:
+    async def _execute(
+        self,
+        store: Store,
+        message: Message,
+        scope: trio.CancelScope,
+        pre_taken: TakenRun | TakeRefused | None = None,
+    ) -> None:
         taken: TakenRun | None = None
         finished = False
         try:
@@ -371,9 +408,14 @@ class Worker:
                     )
                     return
                 try:
-                    taken = await self._retrying(
-                        "take run", lambda: store.take_run(run_id, self.id, message.id)
-                    )
+                    if isinstance(pre_taken, TakeRefused):
+                        raise pre_taken
+                    if pre_taken is None:
+                        pre_taken = await self._retrying(
+                            "take run", lambda: store.take_run(run_id, self.id, message.id)
+                        )
+                    run: TakenRun = pre_taken
+                    taken = run
                 except TakeRefused as refused:
                     if refused.reason == "missing":
                         log.warning(
@@ -389,7 +431,7 @@ class Worker:
                         await store.ack(message.stream, message.id)
                     finished = True
                     return
-                finished = await self._run_workflow(store, message, taken)
+                finished = await self._run_workflow(store, message, run)
         except ConnectionFailed as exc:
             # The message stays pending; a claim will retry the run once Redis is back.
             log.warning("worker %s gave up on run %s for now: %s", self.id, message.run_id, exc)

@@ -112,33 +112,79 @@ return {ARGV[1], 1}
 """,
 )
 
+_TAKE = """
+-- Fences out any previous executor (revision + 1) and returns all the run needs to
+-- replay: {'ok', revision, workflow, version, payload, {address, record, ...}, errors,
+-- {event field, JSON, ...}, now (ms), started_at, timeout_ms}; or {'missing'},
+-- {'ended', status}, {'not-runnable', status}.
+local function take(run, tasks, events, worker, message, now)
+  local st = redis.call('HMGET', run, 'status', 'workflow', 'version', 'payload',
+    'started_at', 'errors', 'timeout_ms')
+  if not st[1] then return {'missing'} end
+  if terminal[st[1]] then return {'ended', st[1]} end
+  if st[1] ~= 'queued' and st[1] ~= 'running' then return {'not-runnable', st[1]} end
+  local rev = redis.call('HINCRBY', run, 'revision', 1)
+  redis.call('HINCRBY', run, 'attempts', 1)
+  redis.call('HSET', run, 'status', 'running', 'worker', worker, 'message', message,
+    'updated_at', now)
+  local started = st[5]
+  if not started then
+    started = now
+    redis.call('HSET', run, 'started_at', now)
+  end
+  return {'ok', rev, st[2], st[3], st[4], redis.call('HGETALL', tasks), st[6] or '[]',
+    redis.call('HGETALL', events), now, started, st[7] or ''}
+end
+"""
+
 TAKE_RUN = Lua(
     "take_run",
     _NOW
     + _TERMINAL
+    + _TAKE
     + """
 -- KEYS: run, tasks, events
 -- ARGV: worker id, stream message id
--- Fences out any previous executor (revision + 1) and returns all the run needs to
--- replay: {'ok', revision, workflow, version, payload, {address, record, ...}, errors,
--- {event name, JSON list, ...}, now (ms), started_at, timeout_ms}.
-local st = redis.call('HMGET', KEYS[1], 'status', 'workflow', 'version', 'payload',
-  'started_at', 'errors', 'timeout_ms')
-if not st[1] then return {'missing'} end
-if terminal[st[1]] then return {'ended', st[1]} end
-if st[1] ~= 'queued' and st[1] ~= 'running' then return {'not-runnable', st[1]} end
+return take(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], now_ms())
+""",
+)
+
+READ_AND_TAKE = Lua(
+    "read_and_take",
+    _NOW
+    + _TERMINAL
+    + _TAKE
+    + """
+-- KEYS: streams of one shard
+-- ARGV: group, consumer (the worker's id), count per stream, the shard's key base
+-- A worker with a backlog reads new messages AND takes their runs in one call:
+-- {{stream, message id, run id, take reply}, ...}; a message without a run field comes
+-- as {stream, message id, '', {'no-run'}, its fields} (for its dead letter). Never blocks
+-- (a worker without a backlog waits in a blocking XREADGROUP instead).
+local args = {'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS'}
+for i = 1, #KEYS do args[#args + 1] = KEYS[i] end
+for i = 1, #KEYS do args[#args + 1] = '>' end
+local got = redis.call('XREADGROUP', unpack(args))
+if not got then return {} end
 local now = now_ms()
-local rev = redis.call('HINCRBY', KEYS[1], 'revision', 1)
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'message', ARGV[2],
-  'updated_at', now)
-local started = st[5]
-if not started then
-  started = now
-  redis.call('HSET', KEYS[1], 'started_at', now)
+local out = {}
+for _, s in ipairs(got) do
+  for _, entry in ipairs(s[2]) do
+    local run = ''
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'run' then run = fields[i + 1] end
+    end
+    if run ~= '' then
+      local key = ARGV[4] .. ':run:' .. run
+      out[#out + 1] = {s[1], entry[1], run,
+        take(key, key .. ':tasks', key .. ':events', ARGV[2], entry[1], now)}
+    else
+      out[#out + 1] = {s[1], entry[1], '', {'no-run'}, fields}
+    end
+  end
 end
-return {'ok', rev, st[2], st[3], st[4], redis.call('HGETALL', KEYS[2]), st[6] or '[]',
-  redis.call('HGETALL', KEYS[3]), now, started, st[7] or ''}
+return out
 """,
 )
 

@@ -218,6 +218,29 @@ class TakeRefused(Exception):
         super().__init__(reason if status is None else f"{reason} ({status})")
 
 
+_NO_RUN = TakeRefused("no-run")
+
+
+def _taken(run_id: str, reply: Any) -> TakenRun | TakeRefused:
+    """A take script's reply as the run taken, or why it was not."""
+    outcome = _text(reply[0])
+    if outcome != "ok":
+        return TakeRefused(outcome, _text(reply[1]) if len(reply) > 1 else None)
+    return TakenRun(
+        id=run_id,
+        revision=int(reply[1]),
+        workflow=_text(reply[2]),
+        version=_text(reply[3]),
+        payload=_serde.loads(reply[4]),
+        tasks={address: json.loads(rec) for address, rec in _pairs(reply[5]).items()},
+        errors=json.loads(_text(reply[6])),
+        events=_events(_pairs(reply[7])),
+        now_ms=int(reply[8]),
+        started_at_ms=int(reply[9]),
+        timeout_ms=int(reply[10]) if _text(reply[10]) else None,
+    )
+
+
 class Store:
     """Run transitions and reads over one Redis connection."""
 
@@ -346,23 +369,29 @@ class Store:
             [k.run(run_id), k.tasks(run_id), k.events(run_id)],
             [worker_id, message_id],
         )
-        outcome = _text(reply[0])
-        if outcome != "ok":
-            raise TakeRefused(outcome, _text(reply[1]) if len(reply) > 1 else None)
-        tasks = {address: json.loads(rec) for address, rec in _pairs(reply[5]).items()}
-        return TakenRun(
-            id=run_id,
-            revision=int(reply[1]),
-            workflow=_text(reply[2]),
-            version=_text(reply[3]),
-            payload=_serde.loads(reply[4]),
-            tasks=tasks,
-            errors=json.loads(_text(reply[6])),
-            events=_events(_pairs(reply[7])),
-            now_ms=int(reply[8]),
-            started_at_ms=int(reply[9]),
-            timeout_ms=int(reply[10]) if _text(reply[10]) else None,
+        taken = _taken(run_id, reply)
+        if isinstance(taken, TakeRefused):
+            raise taken
+        return taken
+
+    async def read_and_take(
+        self, streams: Sequence[str], shard: int, count: int, worker_id: str
+    ) -> list[tuple[str, str, dict[str, str], TakenRun | TakeRefused]]:
+        """Read new messages from ``streams`` (all in ``shard``) and take their runs, in
+        one call that never blocks: ``(stream, message id, fields, taken or refused)``
+        per message (a message without a ``run`` field is refused ``no-run``)."""
+        reply = await self.redis.script(
+            _scripts.READ_AND_TAKE, list(streams), [GROUP, worker_id, count, self.keys.base(shard)]
         )
+        out: list[tuple[str, str, dict[str, str], TakenRun | TakeRefused]] = []
+        for stream, message_id, run_id, take, *fields in reply or []:
+            run = _text(run_id)
+            if run:
+                out.append((_text(stream), _text(message_id), {"run": run}, _taken(run, take)))
+            else:
+                raw = _pairs(fields[0] if fields else None)
+                out.append((_text(stream), _text(message_id), raw, _NO_RUN))
+        return out
 
     async def record_task(
         self, run_id: str, revision: int, address: str, record: dict[str, Any]

@@ -172,10 +172,15 @@ class StreamReader:
             *([">"] * len(streams)),
         ]
 
+    def plan(self, free: int) -> tuple[list[str], int]:
+        """The streams to read next (in turn) and the COUNT for each, so that at most
+        ``free`` messages come back in all."""
+        streams = self._next_order(free)
+        return streams, max(1, free // len(streams))
+
     async def read(self, free: int, block_time: float) -> list[Message]:
         """New messages, at most ``free``; waits up to ``block_time`` for some."""
-        streams = self._next_order(free)
-        count = max(1, free // len(streams))
+        streams, count = self.plan(free)
         if len(self.shards) == 1:
             # With fewer free slots than streams, only some streams are read at a time;
             # the block is shortened so a full rotation still takes about block_time.
