@@ -78,6 +78,8 @@ async def test_order_processing_and_primitives_on_a_cluster(cluster: RedisCluste
             async with running_worker(
                 client, order_processing, fanout, receipt, max_concurrent_workflow_runs=30
             ):
+                listener = client._backend.listener  # type: ignore[attr-defined]
+                await listener.ensure_listening()  # subscribed before the runs can end
                 # The seed's order-processing workflow: over Redis directly and over HTTP.
                 handles = [await order_processing_v1.start(client, EXAMPLE_ORDER) for _ in range(8)]
                 handles += [
@@ -88,7 +90,6 @@ async def test_order_processing_and_primitives_on_a_cluster(cluster: RedisCluste
                 assert all(r == results[0] for r in results)
                 # The waits were answered by run-ended notifications published inside the
                 # finishing scripts on whichever master served each run's slot.
-                listener = client._backend.listener  # type: ignore[attr-defined]
                 assert listener.messages_received >= 8
                 assert results[0]["success"] is True and results[0]["charged"] == 29.0
 
@@ -286,3 +287,14 @@ async def test_control_retries_and_timers_on_a_cluster(cluster: RedisCluster) ->
             with trio.fail_after(60):
                 assert [await r.wait_for_completion() for r in held] == [0, 1, 2, 3]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_backlog_on_a_cluster_is_read_and_taken_per_slot(cluster: RedisCluster) -> None:
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    async with aiki.client(redis_url=cluster.url, prefix=prefix) as client:
+        handles = [await gated_v1.start(client, i) for i in range(40)]
+        _gate["open"] = True
+        async with running_worker(client, gated, max_concurrent_workflow_runs=6) as worker:
+            with trio.fail_after(60):
+                assert [await h.wait_for_completion() for h in handles] == list(range(40))
+            assert worker.taken_with_read > 0

@@ -127,3 +127,24 @@ async def test_a_worker_follows_shards_registered_after_it_started(client: aiki.
             return leaf_worker.executions_finished >= 10
 
         await wait_until(follows, what="the leaf worker ran every child")
+
+
+bulk = aiki.workflow("bulk")
+
+
+@bulk.v("1", shards=6)
+async def bulk_v1(ctx: aiki.WorkflowContext, payload: int) -> int:
+    return await inc.start(ctx, payload)
+
+
+async def test_a_sharded_backlog_is_read_and_taken_per_shard(client: aiki.Client) -> None:
+    """Runs queued in six shards before the worker starts: it reads and takes them with
+    one script per shard (each script stays in its shard's slot), each run once."""
+    handles = [await bulk_v1.start(client, i) for i in range(60)]
+    async with running_worker(client, bulk, max_concurrent_workflow_runs=8) as worker:
+        with trio.fail_after(60):
+            results = [await h.wait_for_completion() for h in handles]
+        assert worker.taken_with_read > 0
+    assert results == list(range(1, 61))
+    for handle in handles:
+        assert (await client.get_run(handle.id)).attempts == 1

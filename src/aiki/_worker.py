@@ -195,7 +195,7 @@ class Worker:
                 await self._claim(reader, executions, store)
                 continue
             try:
-                if backlog and len(reader.shards) == 1:
+                if backlog:
                     # Work is waiting: read AND take runs in one call (no blocking).
                     taken = await self._read_and_take(reader, store)
                     for message, outcome in taken:
@@ -220,7 +220,9 @@ class Worker:
         self, reader: StreamReader, store: Store
     ) -> list[tuple[Message, TakenRun | TakeRefused]]:
         streams, count = reader.plan(self.free_slots)
-        found = await store.read_and_take(streams, 0, count, self.id)
+        found = []
+        for shard, in_shard in reader.by_shard(streams).items():  # one script per slot
+            found += await store.read_and_take(in_shard, shard, count, self.id)
         self.taken_with_read += len(found)
         return [
             (Message(stream, message_id, fields), outcome)

@@ -131,7 +131,7 @@ def _entries(stream: str, raw: Any) -> list[Message]:
 class StreamReader:
     """The stream commands of one worker (one consumer in the group on each stream).
 
-    ``shards`` lists, per shard, the streams to read in it."""
+    ``shards`` lists, per shard (by shard number), the streams to read in it."""
 
     def __init__(
         self, redis: Redis, blocking: Redis, consumer: str, shards: list[list[str]]
@@ -147,7 +147,14 @@ class StreamReader:
         """Read these streams from now on (the deployment's shard count grew)."""
         self.shards = [list(streams) for streams in shards if streams]
         self.streams = [stream for streams in self.shards for stream in streams]
-        self._shard_of = {s: i for i, streams in enumerate(self.shards) for s in streams}
+        self._shard_of = {s: number for number, streams in enumerate(shards) for s in streams}
+
+    def by_shard(self, streams: list[str]) -> dict[int, list[str]]:
+        """``streams`` grouped by shard number (one XREADGROUP may only name one's)."""
+        grouped: dict[int, list[str]] = {}
+        for stream in streams:
+            grouped.setdefault(self._shard_of[stream], []).append(stream)
+        return grouped
 
     def _next_order(self, free: int) -> list[str]:
         n = len(self.streams)
@@ -187,11 +194,8 @@ class StreamReader:
             block = block_time * len(streams) / len(self.streams)
             reply = await self.blocking.command(*self._xreadgroup(streams, count, block))
             return self._messages(reply)
-        by_shard: dict[int, list[str]] = {}
-        for stream in streams:
-            by_shard.setdefault(self._shard_of[stream], []).append(stream)
         replies = await self.redis.batch(
-            [self._xreadgroup(group, count, None) for group in by_shard.values()]
+            [self._xreadgroup(group, count, None) for group in self.by_shard(streams).values()]
         )
         messages: list[Message] = []
         for reply in replies:
