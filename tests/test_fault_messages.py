@@ -291,3 +291,33 @@ async def test_a_backlog_is_read_and_taken_in_one_call_with_poison_mixed_in(
         {"junk": "35"},
     ]
     assert all(j["reason"] == "message has no 'run' field" for j in junk)
+
+
+async def test_a_message_naming_a_key_of_another_type_is_dead_lettered(
+    client: aiki.Client,
+) -> None:
+    """A message whose run key holds something other than a hash (WRONGTYPE inside the
+    take script) is dead-lettered, alone or in a backlog, and the runs around it run."""
+    redis = client.store.redis
+    stream = client.store.keys.stream("sturdy", "1")
+    await redis.command("SET", client.store.keys.run("00notahash"), "just a string")
+    await redis.command("XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM")
+    handles = [await sturdy_v1.start(client, {"n": i}) for i in range(6)]
+    odd = _text(await redis.command("XADD", stream, "*", "run", "00notahash"))
+    handles += [await sturdy_v1.start(client, {"n": i}) for i in range(6, 12)]
+    async with running_worker(client, sturdy, max_concurrent_workflow_runs=3) as worker:
+        with trio.fail_after(60):
+            results = [await h.wait_for_completion() for h in handles]
+        assert worker.taken_with_read > 0
+    assert results == [{"echo": {"n": i}} for i in range(12)]
+    letters = await dead_letters(client)
+    assert set(letters) == {odd}
+    assert "is a string, not a hash" in letters[odd]["reason"]
+    # Taken one by one (no backlog), the same message gets the same treatment.
+    again = _text(await redis.command("XADD", stream, "*", "run", "00notahash"))
+    async with running_worker(client, sturdy):
+        await wait_until(lambda: _has_letter(client, again), what="the repeat dead-lettered")
+
+
+async def _has_letter(client: aiki.Client, message_id: str) -> bool:
+    return message_id in await dead_letters(client)

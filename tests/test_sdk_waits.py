@@ -273,3 +273,15 @@ async def test_listener_subscribes_at_the_first_wait_only(
             assert listener.messages_received >= 1
         worker_listener = worker_client._backend.listener  # type: ignore[attr-defined]
         assert not worker_listener.listening and worker_listener.messages_received == 0
+
+
+async def test_a_first_wait_keeps_its_timeout_while_redis_is_down(
+    redis_server: RedisServerProcess, client: aiki.Client
+) -> None:
+    """The lazy listener cannot subscribe while Redis is down: the wait still ends in its
+    own time (a timeout, or the outage), it does not hang."""
+    handle = await adder_v1.start(client, payload_for(1))
+    redis_server.stop()
+    with trio.fail_after(30):
+        with pytest.raises((aiki.WaitTimeout, aiki.ConnectionFailed)):
+            await handle.wait_for_completion(timeout=1.0)

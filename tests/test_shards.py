@@ -79,7 +79,10 @@ async def test_a_sharded_version_spreads_runs_and_everything_still_works(
     client: aiki.Client,
 ) -> None:
     assert not client.store.redis.cluster
-    await set_retention(client.store, 3600.0, shards=8)
+    # Published while the deployment had one shard: the worker registering 8 shards
+    # copies it to the new ones, so runs ending there expire too.
+    await set_retention(client.store, 3600.0)
+    assert await client.store.shard_count() == 1
     async with running_worker(client, spread), trio.open_nursery() as nursery:
         await nursery.start(serve_timers, client.store)  # the sleeps' timers, every shard
         handles = [await spread_v1.start(client, i) for i in range(40)]
@@ -148,3 +151,13 @@ async def test_a_sharded_backlog_is_read_and_taken_per_shard(client: aiki.Client
     assert results == list(range(1, 61))
     for handle in handles:
         assert (await client.get_run(handle.id)).attempts == 1
+
+
+async def test_the_shard_count_never_goes_down(client: aiki.Client) -> None:
+    """Runs already in shard 7 must stay readable (and their timers fired) after the
+    version is redeployed with fewer shards."""
+    store = client.store
+    await store.register_workflows([("spread", "1")], "w1", shards={("spread", "1"): 8})
+    assert await store.shard_count() == 8
+    await store.register_workflows([("spread", "1")], "w2", shards={("spread", "1"): 2})
+    assert await store.shard_count() == 8

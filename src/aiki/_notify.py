@@ -270,7 +270,17 @@ async def wait_for_end(
     watch that already existed (made at start, before the run could end) while the
     listener was subscribed needs no read.
     """
-    await listener.ensure_listening()
+    deadline = anyio.current_time() + (math.inf if timeout is None else timeout)
+    if not listener.listening:
+        # A lazy listener subscribes now; if it cannot (Redis down) within the wait's own
+        # time, the run is looked at once (an outage raises ConnectionFailed) instead.
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            await listener.ensure_listening()
+        if not listener.listening:
+            run = await store.get_run(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            return outcome_of(run) if run.ended else None
     w, existed = listener.watch(run_id)
     w.waiters += 1
     missing = False
@@ -284,7 +294,7 @@ async def wait_for_end(
             if run.ended:
                 w.deliver(outcome_of(run))
         if w.outcome is None:
-            with anyio.move_on_after(math.inf if timeout is None else timeout):
+            with anyio.move_on_after(deadline - anyio.current_time()):
                 await w.wait()
         else:  # ended already: no cancel scope needed
             await anyio.lowlevel.checkpoint()

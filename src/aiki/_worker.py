@@ -197,18 +197,23 @@ class Worker:
             try:
                 if backlog:
                     # Work is waiting: read AND take runs in one call (no blocking).
-                    taken = await self._read_and_take(reader, store)
-                    for message, outcome in taken:
-                        self._spawn(executions, store, message, outcome)
-                    backlog = bool(taken)
-                    continue
-                messages = await reader.read(self.free_slots, sub.block_time)
-                backlog = len(messages) > 1
+                    backlog = await self._read_and_take(reader, executions, store) > 0
+                    messages = []
+                else:
+                    messages = await reader.read(self.free_slots, sub.block_time)
+                    backlog = len(messages) > 1
             except ConnectionFailed as exc:
                 failures += 1
                 if failures == 1:
                     log.warning("worker %s cannot read from Redis (%s); retrying", self.id, exc)
                 await trio.sleep(min(5.0, 0.05 * 2**failures) * random.uniform(0.8, 1.2))
+                continue
+            except Exception:
+                # An unexpected reply must not stop the worker: read one by one for now
+                # (what an aborted script delivered is claimed back after the idle time).
+                log.exception("worker %s: reading and taking runs failed", self.id)
+                backlog = False
+                await trio.sleep(0.1)
                 continue
             if failures:
                 log.warning("worker %s reads from Redis again", self.id)
@@ -217,17 +222,20 @@ class Worker:
                 self._spawn(executions, store, message)
 
     async def _read_and_take(
-        self, reader: StreamReader, store: Store
-    ) -> list[tuple[Message, TakenRun | TakeRefused]]:
+        self, reader: StreamReader, executions: trio.Nursery, store: Store
+    ) -> int:
+        """Read new messages and take their runs (one script per shard's slot), and
+        start executing each shard's at once; returns how many were read."""
         streams, count = reader.plan(self.free_slots)
-        found = []
-        for shard, in_shard in reader.by_shard(streams).items():  # one script per slot
-            found += await store.read_and_take(in_shard, shard, count, self.id)
-        self.taken_with_read += len(found)
-        return [
-            (Message(stream, message_id, fields), outcome)
-            for stream, message_id, fields, outcome in found
-        ]
+        found = 0
+        for shard, in_shard in reader.by_shard(streams).items():
+            for stream, message_id, fields, outcome in await store.read_and_take(
+                in_shard, shard, count, self.id
+            ):
+                self._spawn(executions, store, Message(stream, message_id, fields), outcome)
+                found += 1
+        self.taken_with_read += found
+        return found
 
     async def _claim(self, reader: StreamReader, executions: trio.Nursery, store: Store) -> None:
         """Take over messages idle longer than claim_min_idle_time (dead workers')."""
@@ -419,16 +427,14 @@ class Worker:
                     run: TakenRun = pre_taken
                     taken = run
                 except TakeRefused as refused:
-                    if refused.reason == "missing":
-                        log.warning(
-                            "message %s names unknown run %s: dead-lettered", message.id, run_id
+                    if refused.reason in ("missing", "bad-run"):
+                        why = (
+                            f"run {run_id} does not exist"
+                            if refused.reason == "missing"
+                            else f"run {run_id}: {refused.status}"
                         )
-                        await store.dead_letter(
-                            message.stream,
-                            message.id,
-                            message.fields,
-                            f"run {run_id} does not exist",
-                        )
+                        log.warning("message %s dead-lettered: %s", message.id, why)
+                        await store.dead_letter(message.stream, message.id, message.fields, why)
                     else:
                         await store.ack(message.stream, message.id)
                     finished = True

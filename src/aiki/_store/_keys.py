@@ -40,6 +40,8 @@ key                                            type    what
 ``{p}:workflows``                              hash    ``<name>\\x1f<version>`` -> JSON
                                                        registration (timeout, shards: what
                                                        HTTP starts and the daemons need)
+``{p}:shards``                                 string  the deployment's shard count: the most any
+                                                       version was registered with (only rises)
 ``{p}:dead-letters``                           stream  messages no worker could use, and why
 ``{p}:workers``                                hash    worker id -> JSON heartbeat (id, workflows,
                                                        in_flight, max, last_heartbeat_ms, host,
@@ -157,6 +159,10 @@ class Keys:
     @property
     def workflows(self) -> str:
         return f"{self.prefix}:workflows"
+
+    @property
+    def shards(self) -> str:
+        return f"{self.prefix}:shards"
 
     @property
     def workers(self) -> str:

@@ -116,8 +116,15 @@ _TAKE = """
 -- Fences out any previous executor (revision + 1) and returns all the run needs to
 -- replay: {'ok', revision, workflow, version, payload, {address, record, ...}, errors,
 -- {event field, JSON, ...}, now (ms), started_at, timeout_ms}; or {'missing'},
--- {'ended', status}, {'not-runnable', status}.
+-- {'ended', status}, {'not-runnable', status}, {'bad-run', why} (keys that are not
+-- hashes: a message naming something else; never an error that would stop a batch).
 local function take(run, tasks, events, worker, message, now)
+  for _, key in ipairs({run, tasks, events}) do
+    local kind = redis.call('TYPE', key)['ok']
+    if kind ~= 'hash' and kind ~= 'none' then
+      return {'bad-run', key .. ' is a ' .. kind .. ', not a hash'}
+    end
+  end
   local st = redis.call('HMGET', run, 'status', 'workflow', 'version', 'payload',
     'started_at', 'errors', 'timeout_ms')
   if not st[1] then return {'missing'} end
@@ -531,5 +538,17 @@ if ARGV[9] ~= '' then redis.call('HSET', KEYS[3], 'timeout_ms', ARGV[9]) end
 redis.call('ZADD', KEYS[5], now, ARGV[5])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
 return 1
+""",
+)
+
+
+RAISE_SHARDS = Lua(
+    "raise_shards",
+    """
+-- KEYS: the deployment's shard count; ARGV: the shards a version registers with
+-- Raises the count, never lowers it (runs in higher shards must stay readable).
+local current = tonumber(redis.call('GET', KEYS[1]) or '1')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return math.max(current, tonumber(ARGV[1]))
 """,
 )

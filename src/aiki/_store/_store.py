@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import _serde
 from .._errors import ConfigurationError, InvalidState, RunConflict, RunNotFound
-from .._redis import Redis, ScriptRefused
+from .._redis import Lua, Redis, ScriptRefused
 from . import _scripts
 from ._keys import (
     GROUP,
@@ -222,10 +222,18 @@ _NO_RUN = TakeRefused("no-run")
 
 
 def _taken(run_id: str, reply: Any) -> TakenRun | TakeRefused:
-    """A take script's reply as the run taken, or why it was not."""
+    """A take script's reply as the run taken, or why it was not (``bad-run`` when its
+    stored data cannot be read: such a message is dead-lettered, not retried forever)."""
     outcome = _text(reply[0])
     if outcome != "ok":
         return TakeRefused(outcome, _text(reply[1]) if len(reply) > 1 else None)
+    try:
+        return _taken_run(run_id, reply)
+    except (ValueError, TypeError, IndexError) as exc:
+        return TakeRefused("bad-run", f"its stored data cannot be read: {exc!r}"[:500])
+
+
+def _taken_run(run_id: str, reply: Any) -> TakenRun:
     return TakenRun(
         id=run_id,
         revision=int(reply[1]),
@@ -346,18 +354,20 @@ class Store:
             ]
             for run_id, payload_json in items
         ]
-        # The script is loaded first (on every node of a cluster), in the same pipeline
-        # when Redis is one server: the EVALSHAs after it always find it.
-        if self.redis.cluster:
-            await self.redis.load_script(_scripts.START_RUN)
-            replies = await self.redis.batch(commands)
-        else:
-            replies = await self.redis.batch(
-                [["SCRIPT", "LOAD", _scripts.START_RUN.source], *commands]
-            )
+        replies = await self._batch_with_script(_scripts.START_RUN, commands)
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
+
+    async def _batch_with_script(self, lua: Lua, commands: list[list[Any]]) -> list[Any]:
+        """``commands`` (EVALSHAs of ``lua`` among them) in one pipeline. The script is
+        loaded first (on every node of a cluster), in the same pipeline when Redis is one
+        server, so the EVALSHAs always find it."""
+        if self.redis.cluster:
+            await self.redis.load_script(lua)
+            return await self.redis.batch(commands)
+        replies = await self.redis.batch([["SCRIPT", "LOAD", lua.source], *commands])
+        return replies[1:]
 
     # -- executing ------------------------------------------------------------------
 
@@ -670,19 +680,30 @@ class Store:
                     ),
                 ]
             )
-        _raise_first(await self.redis.batch(commands))
+        wanted = max([1, *(shards or {}).values()])
+        commands.append(["EVALSHA", _scripts.RAISE_SHARDS.sha, "1", self.keys.shards, str(wanted)])
+        _raise_first(await self._batch_with_script(_scripts.RAISE_SHARDS, commands))
         count = await self.shard_count()
         await self.create_groups(versions, range(count))
         return count
 
     async def create_groups(self, versions: list[tuple[str, str]], shards: range) -> None:
         """Create the consumer group of each version's stream in each of ``shards``
-        (reading from the stream's start, so messages added before are not missed)."""
+        (reading from the stream's start, so messages added before are not missed), and
+        give every shard the deployment's retention (shard 0's copy), so runs ending in
+        a shard that appeared after the server published it still expire."""
         commands: list[list[Any]] = [
             ["XGROUP", "CREATE", self.keys.stream(w, v, shard), GROUP, "0", "MKSTREAM"]
             for w, v in versions
             for shard in shards
         ]
+        retention = await self.redis.command("HGET", self.keys.config(0), "retention_ms")
+        if retention is not None:
+            commands += [
+                ["HSET", self.keys.config(shard), "retention_ms", retention]
+                for shard in shards
+                if shard
+            ]
         for reply in await self.redis.batch(commands):
             if isinstance(reply, Exception) and "BUSYGROUP" in str(reply):
                 continue  # the group exists already: fine
@@ -690,12 +711,12 @@ class Store:
                 raise reply
 
     async def shard_count(self) -> int:
-        """How many shards the deployment uses: the most any registered version has
-        (workers read every shard, because a child run lives in its parent's)."""
-        count = 1
-        for registration in await self.list_workflows():
-            count = max(count, int(registration.get("shards") or 1))
-        return min(count, MAX_SHARDS)
+        """How many shards the deployment uses: the most any version has ever been
+        registered with (workers read every shard, because a child run lives in its
+        parent's). It never goes down: runs already in a shard must stay readable (and
+        their timers fired) after a version is redeployed with fewer shards."""
+        raw = await self.redis.command("GET", self.keys.shards)
+        return min(max(1, int(raw or 1)), MAX_SHARDS)
 
     async def workflow_registration(self, workflow: str, version: str) -> dict[str, Any] | None:
         """What a version's workers registered (timeout, shards), or None."""
