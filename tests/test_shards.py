@@ -161,3 +161,20 @@ async def test_the_shard_count_never_goes_down(client: aiki.Client) -> None:
     assert await store.shard_count() == 8
     await store.register_workflows([("spread", "1")], "w2", shards={("spread", "1"): 2})
     assert await store.shard_count() == 8
+
+
+async def test_listing_pages_through_runs_created_in_the_same_millisecond(
+    client: aiki.Client,
+) -> None:
+    """start_many creates hundreds of runs within a few milliseconds: a listing that
+    needs several pages per shard neither skips nor repeats runs sharing a millisecond."""
+    handles = await leaf_v1.start_many(client, list(range(150)))
+    handles += await bulk_v1.start_many(client, list(range(450)))  # ~75 per shard
+    listed = await client.store.list_runs(limit=1000)
+    assert len(listed) == 600
+    assert {r.id for r in listed} == {h.id for h in handles}
+    created = [r.created_at or 0 for r in listed]
+    assert created == sorted(created, reverse=True)
+    some = await client.store.list_runs(limit=120)
+    assert len({r.id for r in some}) == 120
+    assert [r.id for r in some] == [r.id for r in listed[:120]] or len(set(created)) < 600

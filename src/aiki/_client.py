@@ -80,6 +80,15 @@ class _RedisBackend:
     def __init__(self, store: Store, listener: RunEndedListener) -> None:
         self.store = store
         self.listener = listener
+        self._shards_known = 1  # the deployment has at least this many shards
+
+    async def ensure_shards(self, shards: int) -> None:
+        """Before the first start into shard N-1, make sure the deployment counts N
+        shards (one call per process and size), so workers read it and the daemons
+        fire its timers even if no worker registered the version yet."""
+        if shards > self._shards_known:
+            await self.store.raise_shards(shards)
+            self._shards_known = shards
 
     async def start(
         self,
@@ -90,6 +99,7 @@ class _RedisBackend:
         on_conflict: str,
         options: StartOptions,
     ) -> str:
+        await self.ensure_shards(options.shards)
         run_id = choose_run_id(workflow, options.shards, reference_id=reference_id)
         # Watch before the run exists, so its end cannot be missed however fast it is.
         self.listener.watch(run_id)
@@ -453,6 +463,7 @@ class Client:
                 await self._start_run(workflow, version, p, None, timeout=timeout, shards=shards)
                 for p in payloads
             ]
+        await self._backend.ensure_shards(shards)
         items = [(choose_run_id(workflow, shards), p) for p in encoded]
         for run_id, _ in items:  # watched before they exist, as for start()
             self._backend.listener.watch(run_id)

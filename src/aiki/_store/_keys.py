@@ -41,7 +41,8 @@ key                                            type    what
                                                        registration (timeout, shards: what
                                                        HTTP starts and the daemons need)
 ``{p}:shards``                                 string  the deployment's shard count: the most any
-                                                       version was registered with (only rises)
+                                                       version was registered or started with
+                                                       (only rises)
 ``{p}:dead-letters``                           stream  messages no worker could use, and why
 ``{p}:workers``                                hash    worker id -> JSON heartbeat (id, workflows,
                                                        in_flight, max, last_heartbeat_ms, host,

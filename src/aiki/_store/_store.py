@@ -680,9 +680,8 @@ class Store:
                     ),
                 ]
             )
-        wanted = max([1, *(shards or {}).values()])
-        commands.append(["EVALSHA", _scripts.RAISE_SHARDS.sha, "1", self.keys.shards, str(wanted)])
-        _raise_first(await self._batch_with_script(_scripts.RAISE_SHARDS, commands))
+        _raise_first(await self.redis.batch(commands))
+        await self.raise_shards(max([1, *(shards or {}).values()]))
         count = await self.shard_count()
         await self.create_groups(versions, range(count))
         return count
@@ -709,6 +708,10 @@ class Store:
                 continue  # the group exists already: fine
             if isinstance(reply, BaseException):
                 raise reply
+
+    async def raise_shards(self, shards: int) -> None:
+        """Make the deployment's shard count at least ``shards`` (it never goes down)."""
+        await self.redis.script(_scripts.RAISE_SHARDS, [self.keys.shards], [shards])
 
     async def shard_count(self) -> int:
         """How many shards the deployment uses: the most any version has ever been
@@ -787,6 +790,7 @@ class Store:
         lower: str = str(since) if since is not None else "-inf"
         page = max(limit, 50)
         shards = range(await self.shard_count())
+        seen: set[str] = set()
         while len(found) < limit:
             # One page from every shard's index, merged newest first. Entries below the
             # oldest entry of a full page may be missing from that shard's page, so only
@@ -819,25 +823,55 @@ class Store:
             scored.sort(reverse=True)
             if floor is not None:
                 scored = [(score, r) for score, r in scored if score >= floor]
-            if not scored:
-                break
-            runs = await self.get_statuses([r for _, r in scored])
-            for run in runs.values():
-                if run is None:
-                    continue
-                if status and run.status != status:
-                    continue
-                if workflow and run.workflow != workflow:
-                    continue
-                if version and run.version != version:
-                    continue
-                found.append(run)
+            fresh = [r for _, r in scored if r not in seen]
+            if not fresh:
+                if floor is None:
+                    break
+                # Everything down to the floor was seen, but more runs share the floor's
+                # millisecond than a page holds: read bigger pages until past them.
+                page *= 2
+                continue
+            seen.update(fresh)
+            # Statuses only for as many runs as the listing may still need, a chunk at a
+            # time (with many shards, a round can hold far more than ``limit`` ids).
+            step = max(50, limit - len(found))
+            for start in range(0, len(fresh), step):
+                self._keep(
+                    found,
+                    await self.get_statuses(fresh[start : start + step]),
+                    limit,
+                    status,
+                    workflow,
+                    version,
+                )
                 if len(found) >= limit:
                     break
             if floor is None:
                 break
-            upper = f"({floor}"
+            upper = str(floor)  # inclusive: runs at the floor not read yet come next
         return found
+
+    @staticmethod
+    def _keep(
+        found: list[RunRecord],
+        runs: dict[str, RunRecord | None],
+        limit: int,
+        status: str | None,
+        workflow: str | None,
+        version: str | None,
+    ) -> None:
+        for run in runs.values():
+            if run is None:
+                continue
+            if status and run.status != status:
+                continue
+            if workflow and run.workflow != workflow:
+                continue
+            if version and run.version != version:
+                continue
+            found.append(run)
+            if len(found) >= limit:
+                return
 
 
 def _raise_first(replies: list[Any]) -> None:
