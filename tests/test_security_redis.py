@@ -134,7 +134,7 @@ async def test_bad_redis_urls_are_named(url: str, complaint: str) -> None:
 LEAST_PRIVILEGE_ACL = (
     "~aiki:* &aiki:* +@connection +info +evalsha +eval +script|load +time "
     "+exists +get +set +hdel +hget +hgetall +hincrby +hmget +hset +hsetnx +hexists "
-    "+pexpire +pttl +publish +subscribe +sadd +smembers "
+    "+pexpire +pttl +publish +subscribe +sadd +smembers +type "
     "+xack +xadd +xclaim +xdel +xpending +xautoclaim +xgroup|create +xreadgroup +xrange "
     "+xlen +xinfo|stream +xinfo|groups +zadd +zrange +zrem +zscore +zcard"
 ).split()
