@@ -197,7 +197,11 @@ class Worker:
             try:
                 if backlog:
                     # Work is waiting: read AND take runs in one call (no blocking).
-                    backlog = await self._read_and_take(reader, executions, store) > 0
+                    # Shielded: once the script ran, its runs are ours and must reach an
+                    # execution (a stopping worker then requeues them at once) rather
+                    # than wait for a claim.
+                    with trio.CancelScope(shield=True):
+                        backlog = await self._read_and_take(reader, executions, store) > 0
                     messages = []
                 else:
                     messages = await reader.read(self.free_slots, sub.block_time)
