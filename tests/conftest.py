@@ -27,27 +27,26 @@ import aiki  # noqa: E402
 from aiki_server._embedded_redis import RedisServerProcess  # noqa: E402
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServerProcess]:
-    """A fresh private Redis for this test only; stopped and its data removed after."""
+def _private_redis() -> Iterator[RedisServerProcess]:
     server = RedisServerProcess()
     server.start()
     try:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServerProcess]:
+    """A fresh private Redis for this test only; stopped and its data removed after."""
+    yield from _private_redis()
 
 
 @pytest.fixture(scope="module")
 def module_redis() -> Iterator[RedisServerProcess]:
     """One private Redis shared by a module's tests (each test uses its own key prefix,
     see ``settings``): for tests that need no faults and many servers."""
-    server = RedisServerProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from _private_redis()
 
 
 @pytest.fixture

@@ -354,10 +354,7 @@ class Store:
             ]
             for run_id, payload_json in items
         ]
-        replies = await self._batch_with_script(_scripts.START_RUN, commands)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
+        _raise_first(await self._batch_with_script(_scripts.START_RUN, commands))
 
     async def _batch_with_script(self, lua: Lua, commands: list[list[Any]]) -> list[Any]:
         """``commands`` (EVALSHAs of ``lua`` among them) in one pipeline. The script is
