@@ -2,8 +2,8 @@
 """Set-up and everyday commands, needing nothing but Python 3.11+.
 
     python3 dev.py demo     # install into .venv, run the order-processing example end to end
-    python3 dev.py test     # install into .venv, run the whole test suite
-    python3 dev.py lint     # ruff + mypy
+    python3 dev.py test     # install into .venv, run the whole test suite (4 processes)
+    python3 dev.py lint     # ruff + mypy + luacheck (the store's Lua scripts)
     python3 dev.py bench    # the benchmark suite (not part of the tests)
 
 The virtual environment lives in ``.venv`` (or ``$AIKI_VENV``); it is (re)installed
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,16 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
+def lint_lua() -> int:
+    """luacheck over the store's Lua scripts (config: .luacheckrc). Debian's ``lua-check``
+    package provides it; without it the lint says so and fails (CI installs it)."""
+    if shutil.which("luacheck") is None:
+        print("luacheck not found: install it (Debian: apt-get install lua-check)", file=sys.stderr)
+        return 1
+    scripts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "src/aiki/_store/lua").glob("*.lua"))
+    return run("luacheck", "--config", ".luacheckrc", *scripts)
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     rest = argv[1:]
@@ -55,10 +66,19 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         return run(PYTHON, "examples/order_processing.py", *rest)
     if command == "test":
+        # Tests spend most of their time waiting (subprocesses, timers, private Redis
+        # servers), so they run in parallel processes (pytest-xdist) even on 2 CPUs; each
+        # test starts its own Redis on a free port. `-n 0` runs them in this process;
+        # a run of chosen test paths stays in one process.
+        whole_suite = not any((ROOT / a.split("::")[0]).exists() for a in rest)
+        if whole_suite and not any(a.startswith(("-n", "--numprocesses")) for a in rest):
+            rest = ["-n", os.environ.get("AIKI_TEST_PROCESSES", "4"), *rest]
         return run(PYTHON, "-m", "pytest", *rest)
     if command == "lint":
-        return run(PYTHON, "-m", "ruff", "check", "src", "tests", "examples", "benchmarks") or run(
-            PYTHON, "-m", "mypy"
+        return (
+            run(PYTHON, "-m", "ruff", "check", "src", "tests", "examples", "benchmarks")
+            or run(PYTHON, "-m", "mypy")
+            or lint_lua()
         )
     if command == "bench":
         return run(PYTHON, "-m", "benchmarks", *rest)

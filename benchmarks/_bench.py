@@ -29,6 +29,7 @@ class Sizes:
     memory_warmup_runs: int
     memory_runs: int
     roundtrip_runs: int
+    search_runs: int = 100_000
     concurrency: int = 50
 
 
@@ -54,6 +55,7 @@ QUICK = Sizes(
     memory_warmup_runs=50,
     memory_runs=500,
     roundtrip_runs=20,
+    search_runs=2_000,
 )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 import aiki
-from aiki_server._embedded_redis import find_redis_server, free_port, open_embedded_redis
+from aiki.embedded import find_redis_server, free_port, open_embedded_redis
 
 from . import _report
 from ._bench import FULL, QUICK, Bench

@@ -15,13 +15,17 @@ import sys
 import trio
 
 import aiki
+from aiki.codecs import Encryption
 
 from ._common import wait_for_stop
 from ._workflows import ALL
 
 
 async def serve(args: argparse.Namespace) -> int:
-    async with aiki.client(redis_url=args.redis_url) as client:
+    # The "typed" scenario's encrypted round: the key (hex) comes in the environment.
+    key = os.environ.get("AIKI_BENCH_KEY")
+    codecs = [Encryption({1: bytes.fromhex(key)})] if key else []
+    async with aiki.client(redis_url=args.redis_url, codecs=codecs) as client:
         worker = aiki.worker(
             client,
             id=args.id,

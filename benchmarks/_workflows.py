@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pydantic import BaseModel
+
 import aiki
 
 
@@ -86,4 +88,29 @@ async def hundred_tasks_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
     return {"replayed_tasks": ctx.replayed_tasks, "executed_tasks": ctx.executed_tasks}
 
 
-ALL = [one_task, twenty_tasks, replay_once, hundred_tasks]
+# The one-task workflow with typed data (the "typed" scenario): a pydantic model in,
+# validated by the start, loaded by the worker, passed to and returned by the task.
+class BenchItem(BaseModel):
+    sku: str
+    quantity: int
+
+
+class BenchOrder(BaseModel):
+    order_id: str
+    items: list[BenchItem]
+
+
+@aiki.task("bench.typed-noop")
+async def typed_noop(order: BenchOrder) -> BenchOrder:
+    return order
+
+
+typed_one_task = aiki.workflow("bench-typed-one-task")
+
+
+@typed_one_task.v("1")
+async def typed_one_task_v1(ctx: aiki.WorkflowContext, order: BenchOrder) -> BenchOrder:
+    return await typed_noop.start(ctx, order)
+
+
+ALL = [one_task, twenty_tasks, replay_once, hundred_tasks, typed_one_task]

@@ -1,8 +1,9 @@
 """The seed's order-processing workflow, end to end.
 
 Run it with ``python examples/order_processing.py``: it starts an embedded Redis (with
-AOF persistence in a temporary directory), the Aiki server and a worker, starts one run,
-prints its result, and shuts everything down.
+AOF persistence in a temporary directory), the engine's daemons and a worker
+(``aiki.testing.open_test_environment``), starts one run, prints its result, and shuts
+everything down.
 
 The workflow and tasks live at module level so that worker processes (and tests) can
 import them: ``aiki worker examples.order_processing:worker_workflows``.
@@ -18,6 +19,7 @@ from typing import Any
 import trio
 
 import aiki
+from aiki.testing import open_test_environment
 
 
 @aiki.task("validate-order")
@@ -89,27 +91,16 @@ EXAMPLE_ORDER = {
 
 
 async def main(order: dict[str, Any] = EXAMPLE_ORDER) -> Any:
-    from aiki_server import Settings, serve_server
-    from aiki_server._embedded_redis import open_embedded_redis
-
-    async with open_embedded_redis() as redis_server, trio.open_nursery() as nursery:
-        settings = Settings(redis_url=redis_server.url, host="127.0.0.1", port=0)
-        server = await nursery.start(serve_server, settings)
-        async with aiki.client(base_url=server.base_url, redis_url=redis_server.url) as client:
-            worker = aiki.worker(
-                client,
-                id="order-worker",
-                max_concurrent_workflow_runs=5,
-                subscriber=aiki.RedisStreams(claim_min_idle_time=60.0, block_time=1.0),
-            )
-            worker.workflow_registry.add(order_processing)
-            async with trio.open_nursery() as workers:
-                await workers.start(worker.start)
-                handle = await order_processing_v1.start(client, order)
-                result = await handle.wait_for_completion(timeout=30.0)
-                run = await client.get_run(handle.id, with_tasks=True)
-                await worker.stop()
-        nursery.cancel_scope.cancel()
+    async with open_test_environment(
+        order_processing,
+        max_concurrent_workflow_runs=5,
+        claim_min_idle_time=60.0,
+        block_time=1.0,
+        appendonly=True,
+    ) as env:
+        handle = await order_processing_v1.start(env.client, order)
+        result = await handle.wait_for_completion(timeout=30.0)
+        run = await env.client.get_run(handle.id, with_tasks=True)
     print(f"run {handle.id}: {run.status}, {len(run.tasks or {})} tasks recorded")
     print(json.dumps(result, indent=2))
     return result

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from _resp import RespError, command
 
-from aiki_server._embedded_redis import RedisServerProcess, free_port
+from aiki.embedded import RedisServerProcess, free_port
 
 SLOTS = 16384
 

@@ -42,6 +42,7 @@ async def running_worker(
     claim_min_idle_time: float = FAST_CLAIM,
     block_time: float = FAST_BLOCK,
     shutdown_grace: float = 1.0,
+    fire_timers: bool = True,
     **kw: Any,
 ) -> AsyncIterator[aiki.Worker]:
     """``async with running_worker(client, wf) as worker:`` — started via
@@ -54,6 +55,7 @@ async def running_worker(
             claim_min_idle_time=claim_min_idle_time, block_time=block_time, **kw
         ),
         shutdown_grace=shutdown_grace,
+        fire_timers=fire_timers,
     )
     for wf in workflows:
         worker.workflow_registry.add(wf)

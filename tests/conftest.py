@@ -24,7 +24,7 @@ for _path in (ROOT / "src", ROOT, TESTS):
 from _helpers import running_worker as _running_worker  # noqa: E402
 
 import aiki  # noqa: E402
-from aiki_server._embedded_redis import RedisServerProcess  # noqa: E402
+from aiki.embedded import RedisServerProcess  # noqa: E402
 
 
 def _private_redis() -> Iterator[RedisServerProcess]:

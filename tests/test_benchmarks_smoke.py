@@ -23,6 +23,9 @@ SCENARIOS = {
     "memory",
     "roundtrips",
     "redis_clients",
+    "durable",
+    "typed",
+    "search",
 }
 
 

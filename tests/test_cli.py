@@ -17,8 +17,8 @@ import pytest
 import trio
 from test_server import HANG_GUARD, SRC, running_server, running_worker, server_echo
 
+from aiki.embedded import RedisServerProcess, free_port
 from aiki_server import Settings
-from aiki_server._embedded_redis import RedisServerProcess, free_port
 
 CLI = [sys.executable, "-m", "aiki_server.cli"]
 

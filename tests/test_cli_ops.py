@@ -21,8 +21,9 @@ from test_cli import _open_log, assert_one_line_error, cli_env, stop_process, wa
 from test_server import HANG_GUARD, open_store, running_server, running_worker
 
 import aiki
+import aiki.testing
+from aiki.embedded import RedisServerProcess, free_port
 from aiki_server import Settings
-from aiki_server._embedded_redis import RedisServerProcess, free_port
 from aiki_server._logging import JsonFormatter, setup_logging
 
 _SCRIPT = Path(sys.executable).with_name("aiki")
@@ -167,6 +168,14 @@ async def test_runs_list_show_and_control(settings: Settings) -> None:
         await wait_until(lambda: worker.in_flight == 0, what="the execution was stopped")
         again = await run_aiki("runs", "cancel", done[0].id, "--url", url)
         assert again.returncode == 0 and "had already ended: completed" in again.out
+
+        # -- export: the history document, replayable with no Redis ---------------------
+        exported = await run_aiki("runs", "export", done[0].id, "--url", url)
+        assert exported.returncode == 0, exported.err
+        history = json.loads(exported.out)
+        assert history["run"]["id"] == done[0].id
+        assert await aiki.testing.replay(ops_v1, history) == 20  # (1 + 1) * 10, nothing ran
+        assert_one_line_error(await run_aiki("runs", "export", "nope", "--url", url), "no run")
 
         # -- errors: one line, exit code 1 (usage errors: 2) ----------------------------
         assert_one_line_error(await run_aiki("runs", "cancel", "nope", "--url", url), "no run")

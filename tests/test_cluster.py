@@ -29,8 +29,8 @@ from workers.cluster_worker import charge_order_v1, receipt
 
 import aiki
 from aiki._store._keys import shard_of
+from aiki.embedded import RedisServerProcess
 from aiki_server import Settings, serve_server
-from aiki_server._embedded_redis import RedisServerProcess
 from examples.order_processing import EXAMPLE_ORDER, order_processing, order_processing_v1
 
 CLUSTER_WORKER = processes.TESTS / "workers" / "cluster_worker.py"
@@ -240,13 +240,14 @@ async def gated_v1(ctx: aiki.WorkflowContext, payload: int) -> int:
 
 async def test_control_retries_and_timers_on_a_cluster(cluster: RedisCluster) -> None:
     """The transitions the other tests do not reach: retry timers, wake-ups, pause and
-    resume, cancel, delayed starts, and a graceful worker stop handing runs back."""
+    resume, cancel, an operator's retry, delayed starts, and a graceful worker stop
+    handing runs back."""
     prefix = f"c{uuid.uuid4().hex[:8]}"
     async with (
         aiki.client(redis_url=cluster.url, prefix=prefix) as client,
         trio.open_nursery() as nursery,
     ):
-        from aiki._timers import serve_timers
+        from aiki.engine import serve_timers
 
         await nursery.start(serve_timers, client.store)
         async with running_worker(client, napper, max_concurrent_workflow_runs=20):
@@ -270,6 +271,19 @@ async def test_control_retries_and_timers_on_a_cluster(cluster: RedisCluster) ->
                         assert await run.wait_for_completion() == f"woke {i}"
                 assert await later.wait_for_completion() == "woke later"
             assert (await runs[1].describe()).status == "cancelled"
+            # An operator's retry of the cancelled run (its keys, computed in Lua too, are
+            # all in the run's slot): the flaky task is not run again; it sleeps again.
+            calls = _flaky_calls[runs[1].id]
+            assert await runs[1].retry() == "queued"
+
+            async def asleep_again() -> bool:
+                return await runs[1].status() == "sleeping"
+
+            await wait_until(asleep_again, timeout=60, what="the retried run asleep again")
+            assert await runs[1].wakeup("long") == 1
+            with trio.fail_after(60):
+                assert await runs[1].wait_for_completion() == "woke 1"
+            assert _flaky_calls[runs[1].id] == calls
         # A graceful stop while runs execute hands them straight back to their streams.
         _gate["open"] = False
         held = [await gated_v1.start(client, i) for i in range(4)]
@@ -298,3 +312,67 @@ async def test_a_backlog_on_a_cluster_is_read_and_taken_per_slot(cluster: RedisC
             with trio.fail_after(60):
                 assert [await h.wait_for_completion() for h in handles] == list(range(40))
             assert worker.taken_with_read > 0
+
+
+# -- flow control on a cluster (docs/flow-control.md) -------------------------------------
+
+flow_cluster = aiki.workflow("flow-cluster")
+
+
+@aiki.task("flow-cluster-slow", timeout=0.3, retry=aiki.Retry.fixed(2, 0.05))
+async def flow_cluster_slow(n: int) -> str:
+    if aiki.task_context().attempt == 1:
+        await trio.sleep(5)  # cancelled by the timeout
+    return "second attempt"
+
+
+@aiki.task("flow-cluster-beat", heartbeat_timeout=0.5, retry=aiki.Retry.fixed(2, 0.05))
+async def flow_cluster_beat(n: int) -> Any:
+    ctx = aiki.task_context()
+    if ctx.attempt == 1:
+        ctx.heartbeat({"n": n})
+        await trio.sleep(5)  # silent: cancelled by the heartbeat timeout
+    return ctx.last_heartbeat
+
+
+@aiki.task(
+    "flow-cluster-rated",
+    rate_limit=aiki.RateLimit(1, per=60.0, name="flow-cluster", key=lambda n: f"k{n % 2}"),
+)
+async def flow_cluster_rated(n: int) -> int:
+    return n
+
+
+@flow_cluster.v("1", shards=6)
+async def flow_cluster_v1(ctx: aiki.WorkflowContext, n: int) -> Any:
+    return [
+        await flow_cluster_slow.start(ctx, n),
+        await flow_cluster_beat.start(ctx, n),
+        await flow_cluster_rated.start(ctx, n),
+    ]
+
+
+async def test_flow_control_on_a_cluster(cluster: RedisCluster) -> None:
+    """Task deadlines (in each run's shard slot, with its timers), rate limits (a slot per
+    limit and key) and a run parked for a token, across several masters."""
+    prefix = f"f{uuid.uuid4().hex[:8]}"
+    async with (
+        aiki.client(redis_url=cluster.url, prefix=prefix) as client,
+        running_worker(client, flow_cluster, max_concurrent_workflow_runs=20),
+    ):
+        runs = [await flow_cluster_v1.start(client, n) for n in range(6)]
+        assert len({shard_of(r.id) for r in runs}) >= 2
+
+        async def settled() -> bool:
+            statuses = [await r.status() for r in runs]
+            return statuses.count("completed") == 2 and statuses.count("awaiting_rate_limit") == 4
+
+        await wait_until(settled, timeout=60, what="one run per key done, the rest parked")
+        done = [r for r in runs if await r.status() == "completed"]
+        for run in done:
+            n = runs.index(run)
+            assert await run.wait_for_completion() == ["second attempt", {"n": n}, n]
+        assert {runs.index(r) % 2 for r in done} == {0, 1}  # one per key
+        for run in runs:
+            if run not in done:
+                assert await run.cancel("enough") == "cancelled"

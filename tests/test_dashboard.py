@@ -21,8 +21,8 @@ from _helpers import wait_until
 from test_server import HANG_GUARD, open_store, running_server, running_worker
 
 import aiki
+from aiki.embedded import RedisServerProcess
 from aiki_server import Settings
-from aiki_server._embedded_redis import RedisServerProcess
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = next(

@@ -15,8 +15,8 @@ import trio
 from test_server import HANG_GUARD, open_store, running_server, running_worker
 
 import aiki
+from aiki.embedded import RedisServerProcess
 from aiki_server import Settings
-from aiki_server._embedded_redis import RedisServerProcess
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'

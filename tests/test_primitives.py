@@ -13,8 +13,7 @@ import trio
 from _helpers import running_worker, wait_until
 
 import aiki
-from aiki._schedules import serve_schedules
-from aiki._timers import serve_timers
+from aiki.engine import serve_schedules, serve_timers
 
 
 @contextlib.asynccontextmanager
@@ -153,6 +152,21 @@ async def test_event_sent_before_wait_and_duplicate_reference(client: aiki.Clien
         async with running_worker(client, prims):
             assert await handle.send_event("payment-confirmed", {"n": 2}, reference_id="ref-2")
             assert await handle.wait_for_completion(timeout=20) == [{"n": 1}, {"n": 2}]
+
+
+async def test_webhook_retried_after_the_run_ended_counts_as_a_duplicate(
+    client: aiki.Client,
+) -> None:
+    """A payment webhook retried after its first delivery ended the run is a duplicate
+    (False), not an error: the sender cannot know the run has moved on meanwhile."""
+    async with daemons(client), running_worker(client, prims):
+        handle = await event_waiter.start(client, 60.0)
+        assert await handle.send_event("payment-confirmed", {"n": 1}, reference_id="ref-1")
+        assert await handle.send_event("payment-confirmed", {"n": 2}, reference_id="ref-2")
+        assert await handle.wait_for_completion(timeout=20) == [{"n": 1}, {"n": 2}]
+        assert not await handle.send_event("payment-confirmed", {"n": 2}, reference_id="ref-2")
+        with pytest.raises(aiki.InvalidState, match="completed"):  # a new one is refused
+            await handle.send_event("payment-confirmed", {"n": 3}, reference_id="ref-3")
 
 
 async def test_event_timeout(client: aiki.Client) -> None:

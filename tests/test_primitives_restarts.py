@@ -98,7 +98,8 @@ async def test_sleep_and_retry_timers_survive_server_restart(
     async with trio.open_nursery() as nursery:
         server = _Server(redis_url)
         await server.start(nursery)
-        async with running_worker(client, restarts):
+        # fire_timers=False: the server's daemon alone fires them here (workers do too).
+        async with running_worker(client, restarts, fire_timers=False):
             sleeping = await nap.start(client, 1.5)
             retrying = await flaky.start(client, None)
             await wait_until(lambda: _status(sleeping, "sleeping"), what="sleeping")
@@ -168,7 +169,7 @@ async def test_pause_survives_worker_restart(client: aiki.Client) -> None:
 
 
 async def _timers(client: aiki.Client, task_status: trio.TaskStatus[None]) -> None:
-    from aiki._timers import serve_timers
+    from aiki.engine import serve_timers
 
     await serve_timers(client.store, task_status=task_status)
 

@@ -12,8 +12,7 @@ from _helpers import running_worker
 
 import aiki
 from aiki._redis import ScriptRefused, resolve_implementation
-from aiki._store import Store
-from aiki._store._store import TakeRefused
+from aiki._store import Store, TakeRefused
 from examples.order_processing import EXAMPLE_ORDER, order_processing, order_processing_v1
 
 IMPLEMENTATIONS = ["glide", "redis-py"]
@@ -79,12 +78,12 @@ async def test_fenced_transitions(impl_client: aiki.Client) -> None:
     run_id = await store.start_run("wf", "1", json.dumps({"x": 1}))
     first = await store.take_run(run_id, "worker-a", "1-0")
     assert first.revision == 1 and first.payload == {"x": 1} and first.tasks == {}
-    await store.record_task(run_id, first.revision, "t:0", {"status": "completed", "result": 1})
+    await store.record_task(first, "t:0", {"status": "completed", "result": 1})
     second = await store.take_run(run_id, "worker-b", "1-0")  # a claim: fences out A
     assert second.revision == 2
     assert second.tasks == {"t:0": {"status": "completed", "result": 1}}
     with pytest.raises(ScriptRefused) as stale:
-        await store.record_task(run_id, first.revision, "t:1", {"status": "completed"})
+        await store.record_task(first, "t:1", {"status": "completed"})
     assert stale.value.code == "STALE"
     with pytest.raises(ScriptRefused):
         await store.finish_run(first, "1-0", result_json='"from A"')

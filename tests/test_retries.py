@@ -21,7 +21,7 @@ import trio
 from _helpers import running_worker, wait_until
 
 import aiki
-from aiki._timers import serve_timers
+from aiki.engine import serve_timers
 
 # Attempts per test key, counted in this process (workers here run in-process).
 ATTEMPTS: dict[str, int] = {}
@@ -276,7 +276,8 @@ async def test_task_non_retryable_error_stops_at_once(client: aiki.Client) -> No
 async def test_long_task_delay_parks_the_run_until_the_timer_daemon_fires(
     client: aiki.Client,
 ) -> None:
-    async with running_worker(client, tasks_wf) as worker:
+    # fire_timers=False: this proves the server's timer daemon (workers fire them too).
+    async with running_worker(client, tasks_wf, fire_timers=False) as worker:
         handle = await tasks_v1.start(client, {"task": "flaky-long", "key": "l", "fail": 1})
         await wait_until(lambda: _status_is(handle, "awaiting_retry"), timeout=30, what="parked")
         # Parked: no execution, no slot, a durable timer at the retry time.
@@ -412,7 +413,8 @@ async def test_workflow_retries_exhausted(client: aiki.Client) -> None:
 async def test_long_workflow_delay_parks_the_run_until_the_timer_daemon_fires(
     client: aiki.Client,
 ) -> None:
-    async with running_worker(client, wf_retry) as worker:
+    # fire_timers=False: this proves the server's timer daemon (workers fire them too).
+    async with running_worker(client, wf_retry, fire_timers=False) as worker:
         handle = await wf_long.start(client, {"key": "wl", "fail": 1})
         await wait_until(lambda: _status_is(handle, "awaiting_retry"), timeout=30, what="parked")
         assert worker.in_flight == 0 and worker.free_slots == worker.max_concurrent_workflow_runs

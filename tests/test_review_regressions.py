@@ -9,8 +9,8 @@ import trio
 from _helpers import wait_until
 
 import aiki
-from aiki._retention import set_retention
 from aiki.testing import open_test_environment
+from aiki_server import Settings, serve_server
 
 CALLS: dict[str, int] = {}
 
@@ -143,7 +143,7 @@ async def test_event_data_keeps_its_exact_json() -> None:
 
 async def test_parent_of_an_expired_child_fails_cleanly_instead_of_looping() -> None:
     async with open_test_environment(rr) as env:
-        await set_retention(env.client.store, 0.3)
+        await env.client.store.set_retention(0.3)
         handle = await late_parent.start(env.client, 5)
         assert await handle.wait_for_completion(timeout=20) == "child gone"
         run = await handle.describe()
@@ -173,10 +173,18 @@ async def limited(ctx: aiki.WorkflowContext, x: int) -> int:
     return await rr_hang.start(ctx, x)
 
 
+def _http_server(redis_url: str, *, task_status: Any) -> Any:
+    """The Aiki server for ``open_test_environment(http_server=...)`` (the SDK's test
+    environment runs the daemons itself and never imports the server)."""
+    settings = Settings(redis_url=redis_url, host="127.0.0.1", port=0, daemons=False)
+    return serve_server(settings, task_status=task_status)
+
+
 async def test_runs_started_without_the_code_get_the_version_timeout() -> None:
     """HTTP starts and schedule occurrences know no workflow code: they take the
     timeout the version's worker registered."""
-    async with open_test_environment(rr) as env:
+    async with open_test_environment(rr, http_server=_http_server) as env:
+        assert env.base_url is not None
         async with aiki.client(base_url=env.base_url) as http:
             over_http = await limited.start(http, 1)
             await limited.schedule(http, "limited-once", 2, every=0.3)

@@ -88,5 +88,8 @@ async def test_two_servers_three_workers(
         ]
     )
     assert len(occurrences) >= 2
+    # One run per occurrence (no occurrence fired twice), at least one interval apart: a
+    # daemon delayed by more than an interval (a loaded machine) catches up from now.
+    assert len(set(occurrences)) == len(occurrences) == len(scheduled)
     gaps = [b - a for a, b in zip(occurrences, occurrences[1:], strict=False)]
-    assert gaps == [300] * (len(occurrences) - 1)
+    assert all(gap >= 300 for gap in gaps), gaps

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import types
 from typing import Any
 
 import pytest
@@ -333,69 +332,7 @@ async def test_same_task_same_input_twice_gets_two_addresses(client: aiki.Client
     assert [run.tasks[a]["result"]["call"] for a in addresses] == [1, 2]
 
 
-# -- the public API -----------------------------------------------------------------------
-
-EXPECTED_PUBLIC_API = {
-    "AikiError",
-    "ChildHandle",
-    "Client",
-    "ConfigurationError",
-    "ConnectionFailed",
-    "EventTimeout",
-    "InvalidPayload",
-    "InvalidState",
-    "NonRetryableError",
-    "RedisStreams",
-    "Retry",
-    "RunContextFilter",
-    "RunConflict",
-    "RunHandle",
-    "RunNotFound",
-    "RunRecord",
-    "Schedule",
-    "ServerError",
-    "Task",
-    "TaskContext",
-    "TaskFailed",
-    "UnknownWorkflow",
-    "WaitTimeout",
-    "Worker",
-    "Workflow",
-    "WorkflowCancelled",
-    "WorkflowContext",
-    "WorkflowFailed",
-    "WorkflowRegistry",
-    "WorkflowTimeout",
-    "WorkflowVersion",
-    "client",
-    "task",
-    "task_context",
-    "worker",
-    "workflow",
-}
-
-
-def test_public_api_is_exactly_all() -> None:
-    assert len(aiki.__all__) == len(set(aiki.__all__)), "duplicates in aiki.__all__"
-    assert set(aiki.__all__) == EXPECTED_PUBLIC_API
-
-    namespace: dict[str, Any] = {}
-    exec("from aiki import *", namespace)
-    for name in aiki.__all__:
-        assert getattr(aiki, name) is namespace[name]
-
-    public = {
-        name
-        for name, value in vars(aiki).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
-    }
-    assert public - set(aiki.__all__) == set(), "public names missing from __all__"
-
-    # Every exception is under the one root.
-    for name in aiki.__all__:
-        value = getattr(aiki, name)
-        if isinstance(value, type) and issubclass(value, BaseException):
-            assert issubclass(value, aiki.AikiError), name
+# (the public API is pinned in test_public_api.py)
 
 
 async def test_wait_until_helper_fails_on_timeout() -> None:

@@ -11,7 +11,7 @@ from _helpers import running_worker, wait_until
 from _resp import client_list
 
 import aiki
-from aiki_server._embedded_redis import RedisServerProcess
+from aiki.embedded import RedisServerProcess
 
 
 @aiki.task("add")
@@ -96,7 +96,7 @@ async def test_100_runs_started_and_awaited_without_http(redis_url: str) -> None
 
 try:
     from aiki_server import Settings, serve_server
-    from aiki_server._app import app_state
+    from aiki_server._state import app_state
 except ImportError:
     serve_server = None
 

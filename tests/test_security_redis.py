@@ -9,7 +9,7 @@ import pytest
 from _helpers import running_worker
 
 import aiki
-from aiki_server._embedded_redis import EmbeddedRedisError, RedisServerProcess, free_port
+from aiki.embedded import EmbeddedRedisError, RedisServerProcess, free_port
 from examples.order_processing import EXAMPLE_ORDER, order_processing, order_processing_v1
 
 
@@ -134,9 +134,10 @@ async def test_bad_redis_urls_are_named(url: str, complaint: str) -> None:
 LEAST_PRIVILEGE_ACL = (
     "~aiki:* &aiki:* +@connection +info +evalsha +eval +script|load +time "
     "+exists +get +set +hdel +hget +hgetall +hincrby +hmget +hset +hsetnx +hexists "
-    "+pexpire +pttl +publish +subscribe +sadd +smembers +type "
+    "+pexpire +pttl +publish +subscribe +sadd +srem +smembers +del +type "
     "+xack +xadd +xclaim +xdel +xpending +xautoclaim +xgroup|create +xreadgroup +xrange "
-    "+xlen +xinfo|stream +xinfo|groups +zadd +zrange +zrem +zscore +zcard"
+    "+xlen +xinfo|stream +xinfo|groups +zadd +zrange +zrevrange +zrem +zscore +zcard "
+    "+zcount +zrevrank"
 ).split()
 
 

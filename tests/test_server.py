@@ -25,8 +25,8 @@ from _helpers import running_worker as shared_running_worker
 import aiki
 from aiki._redis import open_redis
 from aiki._store import Keys, Store
+from aiki.embedded import RedisServerProcess, free_port
 from aiki_server import ServerHandle, Settings, create_app, serve_server
-from aiki_server._embedded_redis import RedisServerProcess, free_port
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 HANG_GUARD = 60.0  # seconds: fails a hung test; never a timing assertion
@@ -361,7 +361,9 @@ async def test_oversized_request_body_is_a_json_413(module_redis: RedisServerPro
         httpx.AsyncClient(base_url=server.base_url, timeout=HANG_GUARD) as http,
     ):
         body = b'{"workflow": "w", "version": "1", "payload": "' + b"x" * 200_000 + b'"}'
-        response = await http.post("/api/v1/runs", content=body)
+        response = await http.post(
+            "/api/v1/runs", content=body, headers={"Content-Type": "application/json"}
+        )
         assert_error(response, 413, "payload_too_large", "payload")
 
 
@@ -382,7 +384,7 @@ async def test_unknown_run_and_route_are_json_404s(settings: Settings) -> None:
 
 
 async def test_unexpected_errors_are_json_500s(settings: Settings) -> None:
-    from aiki_server._app import app_state
+    from aiki_server._state import app_state
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
@@ -483,7 +485,7 @@ async def test_serve_server_without_redis_url_runs_an_embedded_redis(tmp_path: P
 
 
 async def test_shutdown_trigger_stops_gracefully(settings: Settings) -> None:
-    from aiki_server._app import app_state
+    from aiki_server._state import app_state
 
     stop = trio.Event()
     async with trio.open_nursery() as nursery:

@@ -86,7 +86,11 @@ async def test_control_bad_input(server: ServerHandle, client: aiki.Client) -> N
         pass  # registers the workflow versions
     handle = await ctl_event.start(client, None)
     async with httpx.AsyncClient(base_url=server.base_url) as http:
-        r = await http.post(f"/api/v1/runs/{handle.id}/events", content=b"{nope")
+        r = await http.post(
+            f"/api/v1/runs/{handle.id}/events",
+            content=b"{nope",
+            headers={"Content-Type": "application/json"},
+        )
         assert r.status_code == 400 and r.json()["error"]["field"] == "body"
         r = await http.post(f"/api/v1/runs/{handle.id}/events", json={"data": 1})
         assert r.status_code == 422 and r.json()["error"]["field"] == "name"

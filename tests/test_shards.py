@@ -13,9 +13,8 @@ from _helpers import running_worker, wait_until
 
 import aiki
 from aiki._redis import RedisAddress, connect
-from aiki._retention import set_retention
 from aiki._store._keys import shard_of
-from aiki._timers import serve_timers
+from aiki.engine import serve_timers
 
 spread = aiki.workflow("spread")
 
@@ -81,7 +80,7 @@ async def test_a_sharded_version_spreads_runs_and_everything_still_works(
     assert not client.store.redis.cluster
     # Published while the deployment had one shard: the worker registering 8 shards
     # copies it to the new ones, so runs ending there expire too.
-    await set_retention(client.store, 3600.0)
+    await client.store.set_retention(3600.0)
     assert await client.store.shard_count() == 1
     async with running_worker(client, spread), trio.open_nursery() as nursery:
         await nursery.start(serve_timers, client.store)  # the sleeps' timers, every shard

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from . import idle, latency, memory, redis_clients, replay, roundtrips, steps, throughput
+from . import (
+    durable,
+    idle,
+    latency,
+    memory,
+    redis_clients,
+    replay,
+    roundtrips,
+    search,
+    steps,
+    throughput,
+    typed,
+)
 
 SCENARIOS = {
-    m.NAME: m for m in (throughput, latency, steps, replay, idle, memory, roundtrips, redis_clients)
+    m.NAME: m
+    for m in (
+        throughput,
+        latency,
+        steps,
+        replay,
+        idle,
+        memory,
+        roundtrips,
+        redis_clients,
+        durable,
+        typed,
+        search,
+    )
 }
 
 __all__ = ["SCENARIOS"]

@@ -46,6 +46,7 @@ def _script_names() -> dict[str, str]:
         except ImportError:
             continue
         for value in vars(module).values():
+            value = getattr(value, "LUA", value)  # a script's binding holds its Lua
             name, source = getattr(value, "name", None), getattr(value, "source", None)
             if isinstance(name, str) and isinstance(source, str):
                 names[hashlib.sha1(source.encode()).hexdigest()] = name

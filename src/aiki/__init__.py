@@ -7,15 +7,21 @@ from ._client import Client, RunHandle, client
 from ._context import ChildHandle, WorkflowContext
 from ._errors import (
     AikiError,
+    CodecError,
     ConfigurationError,
     ConnectionFailed,
     EventTimeout,
     InvalidPayload,
     InvalidState,
+    NonDeterminismError,
+    NonRetryableError,
+    PayloadTooLarge,
     RunConflict,
+    RunDidNotComplete,
     RunNotFound,
     ServerError,
     TaskFailed,
+    TaskTimeout,
     UnknownWorkflow,
     WaitTimeout,
     WorkflowCancelled,
@@ -23,9 +29,10 @@ from ._errors import (
     WorkflowTimeout,
 )
 from ._log import RunContextFilter
-from ._retry import NonRetryableError, Retry
+from ._rate_limit import RateLimit
+from ._retry import Retry
 from ._schedules import Schedule
-from ._store import RunRecord
+from ._store import RunPage, RunRecord
 from ._task import Task, TaskContext, task, task_context
 from ._worker import Worker, worker
 from ._workflow import Workflow, WorkflowRegistry, WorkflowVersion, workflow
@@ -37,24 +44,31 @@ __all__ = [
     "AikiError",
     "ChildHandle",
     "Client",
+    "CodecError",
     "ConfigurationError",
     "ConnectionFailed",
     "EventTimeout",
     "InvalidPayload",
     "InvalidState",
+    "NonDeterminismError",
     "NonRetryableError",
+    "PayloadTooLarge",
+    "RateLimit",
     "RedisStreams",
     "Retry",
-    "RunContextFilter",
-    "Schedule",
-    "RunHandle",
     "RunConflict",
+    "RunContextFilter",
+    "RunDidNotComplete",
+    "RunHandle",
     "RunNotFound",
+    "RunPage",
     "RunRecord",
+    "Schedule",
     "ServerError",
     "Task",
     "TaskContext",
     "TaskFailed",
+    "TaskTimeout",
     "UnknownWorkflow",
     "WaitTimeout",
     "Worker",

@@ -11,60 +11,42 @@ recorded, fenced by the run's revision, before ``start`` returns.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
 
-from . import _serde
-from ._errors import EventTimeout, RunNotFound, TaskFailed, WorkflowCancelled, WorkflowFailed
-from ._store._keys import shard_of, with_shard
-from ._task import Task, TaskContext, _current_task
+from . import _serde, _tracing
+from ._child import ChildHandle
+from ._clock import RedisClock
+from ._determinism import RESOLVED, Diverged, ReachedFrontier, StepMatcher, is_branch
+from ._errors import (
+    EventTimeout,
+    NonDeterminismError,
+)
+from ._rate_limit import RateLimit
+from ._store import check_attributes, shard_of, with_shard
+from ._suspend import Suspend
+from ._task import Task
+from ._types import UNTYPED, Signature, payload_type
+from .codecs import NO_CODECS, Chain
 
 log = logging.getLogger("aiki.worker")
 
 RecordTask = Callable[[str, dict[str, Any]], Awaitable[None]]
+TaskAttempt = Callable[[str, dict[str, Any], int | None], Awaitable[None]]
+AcquireRate = Callable[[RateLimit, str | None, int], Awaitable[tuple[bool, float]]]
 StartChild = Callable[[str, str, str, str], Awaitable[str]]
 GetRun = Callable[[str], Awaitable[Any]]
+SetAttributes = Callable[[dict[str, str | None]], Awaitable[None]]
 
 
-async def _run_asyncio(fn: Any, payload: Any) -> Any:
-    """Run asyncio task code on the worker's trio-asyncio loop (see Worker.start)."""
-    import trio_asyncio
-
+def _current_trio_task() -> trio.lowlevel.Task | None:
     try:
-        return await trio_asyncio.aio_as_trio(fn)(payload)
-    except RuntimeError as exc:
-        if "loop" in str(exc).lower() and "asyncio" not in str(type(exc)):
-            raise RuntimeError(
-                "an asyncio task ran outside a worker's trio-asyncio loop: "
-                "asyncio tasks run inside aiki workers only"
-            ) from exc
-        raise
-
-
-class Suspend(BaseException):
-    """Ends this execution without an outcome: the run waits (a timer) and resumes later.
-
-    A BaseException so that workflow code's ``except Exception`` cannot swallow it."""
-
-    def __init__(
-        self,
-        status: str,
-        wake_at_ms: int | None,
-        *,
-        event: tuple[str, int] | None = None,
-        child_id: str | None = None,
-        sleep_address: str | None = None,
-    ) -> None:
-        self.sleep_address = sleep_address
-        self.status = status
-        self.wake_at_ms = wake_at_ms
-        self.event = event
-        self.child_id = child_id
-        super().__init__(f"{status} until {wake_at_ms}")
+        return trio.lowlevel.current_task()
+    except RuntimeError:  # built outside trio (a unit test): no parallel branches
+        return None
 
 
 class WorkflowContext:
@@ -80,10 +62,16 @@ class WorkflowContext:
         memo: dict[str, dict[str, Any]],
         record_task: RecordTask,
         inline_retry_max_delay: float = 0.5,
+        max_result_bytes: int = _serde.DEFAULT_MAX_RESULT_BYTES,
         events: dict[str, list[dict[str, Any]]] | None = None,
         now_ms: int | None = None,
         start_child: StartChild | None = None,
         get_run: GetRun | None = None,
+        replay_only: bool = False,
+        codecs: Chain = NO_CODECS,
+        set_attributes: SetAttributes | None = None,
+        task_attempt: TaskAttempt | None = None,
+        acquire_rate: AcquireRate | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
@@ -91,38 +79,133 @@ class WorkflowContext:
         self.attempt = attempt  # 1 on the first execution; +1 per workflow-level retry
         self._memo = memo
         # Each record carries "seq", its address's position in the workflow's call order
-        # (the same on every replay): it orders records that start in the same ms.
+        # (the same on every replay): it orders records that start in the same ms; and
+        # "par", whether it was a parallel branch: the replay check (aiki._determinism).
         self._positions: dict[str, int] = {}
+        self._parallel: dict[str, int] = {}
+        self._steps = StepMatcher(run_id, memo, attempt)
+        self._recorded = frozenset(memo)
+        self._root = _current_trio_task()
+        self._patches: dict[str, bool] = {}
+        self._new_patches: list[str] = []
+        self._replay_only = replay_only
+        self._codecs = codecs  # the client's (aiki.codecs): data is stored encoded
+        self.diverged: NonDeterminismError | None = None
 
         async def record_in_order(address: str, record: dict[str, Any]) -> None:
-            if address in self._positions:
-                record.setdefault("seq", self._positions[address])
+            self._stamp(address, record)
             await record_task(address, record)
 
         self._record_task = record_in_order
+        self._raw_record_task = record_task
+        self._task_attempt = task_attempt
+        self._acquire_rate = acquire_rate  # None: rate limits are not enforced (tests)
         self._inline_retry_max_delay = inline_retry_max_delay
+        self._max_result_bytes = max_result_bytes
         self._events = events or {}
         # Redis's clock when the run was taken, advanced by the local monotonic clock:
-        # timers fire on Redis time, so sleeps are judged on it too.
-        self._now_base = (now_ms or int(time.time() * 1000), time.monotonic())
+        # timers fire on Redis time (virtual in a time-skipping test), so sleeps, event
+        # timeouts and retry delays are computed on it too (aiki._clock).
+        self._clock = RedisClock(now_ms or None)
         self._start_child = start_child
         self._get_run = get_run
+        self._set_attributes = set_attributes
         self._occurrences: dict[tuple[str, str], int] = {}
         self.replayed_tasks = 0
         self.executed_tasks = 0
 
+    def _stamp(self, address: str, record: dict[str, Any]) -> None:
+        if address in self._positions:
+            record.setdefault("seq", self._positions[address])
+            record.setdefault("par", self._parallel[address])
+            if self.attempt > 1:
+                record.setdefault("att", self.attempt)
+            if self._new_patches and address not in self._recorded:
+                # Patches taken since the last new step ride on this one (no write
+                # of their own): a replay that finds them ahead knows it took them.
+                record["patches"] = [*record.get("patches", ()), *self._new_patches]
+                self._new_patches = []
+
     def now_ms(self) -> int:
         """Milliseconds since the epoch on Redis's clock (what timers use)."""
-        base, mono = self._now_base
-        return base + int((time.monotonic() - mono) * 1000)
+        return self._clock.now_ms()
 
     def _named_address(self, kind: str, name: str) -> str:
         key = (kind, name)
         n = self._occurrences.get(key, 0)
         self._occurrences[key] = n + 1
         address = f"{kind}:{name}:{n}"
-        self._positions.setdefault(address, len(self._positions))
+        self._step(address)
         return address
+
+    def _step(self, address: str) -> None:
+        """The code asks for the step ``address``: give it its position and check it
+        against the history (before the step does anything)."""
+        if self.diverged is not None:
+            raise Diverged(self.diverged)
+        if address in self._positions:
+            return
+        position = len(self._positions)
+        self._positions[address] = position
+        parallel = is_branch(self._root)
+        self._parallel[address] = int(parallel)
+        try:
+            self._steps.check(position, address, parallel)
+        except NonDeterminismError as error:
+            self.diverged = error
+            raise Diverged(error) from None
+        if self._replay_only:
+            recorded = self._memo.get(address)
+            if recorded is None or recorded.get("status") not in RESOLVED:
+                raise ReachedFrontier(address)
+
+    def end_of_code(self) -> None:
+        """The workflow function returned: every recorded step must have been asked for
+        (else the code skipped one). Raises Diverged."""
+        if self.diverged is None:
+            try:
+                self._steps.check_end(len(self._positions))
+            except NonDeterminismError as error:
+                self.diverged = error
+        if self.diverged is not None:
+            raise Diverged(self.diverged)
+
+    def patched(self, name: str) -> bool:
+        """Whether this run takes the code path of patch ``name`` (see docs/determinism.md).
+
+        ``if ctx.patched("fraud-check"): <new code> else: <old code>`` changes a version's
+        code under runs in flight: True for a run that reaches this point under the new
+        code (or took the patch before), False for a run whose history shows it went past
+        this point without it. The answer is the same on every replay of the run. Once no
+        run that went past it the old way remains, drop the ``if`` and keep the new code.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("ctx.patched(name): name must be a non-empty string")
+        if name in self._patches:
+            return self._patches[name]
+        pending = self._steps.pending() if self._steps.enabled else [
+            a for a in self._memo if a not in self._steps.requested
+        ]  # fmt: skip
+        if any(name in (self._memo[a].get("patches") or ()) for a in pending):
+            taken = True  # this run took the patch: a later step says so
+        elif pending:
+            taken = False  # the run went on past this point without the patch
+        else:
+            taken = True  # the run is here for the first time, under the new code
+            self._new_patches.append(name)
+        self._patches[name] = taken
+        return taken
+
+    async def set_attributes(
+        self, attributes: Mapping[str, Any] | None = None, /, **more: Any
+    ) -> None:
+        """Tag this run with search attributes (``customer="42"``) that listings
+        filter by (``client.list_runs(attributes=...)``, the API, CLI and dashboard; see
+        docs/search.md). Values are stored as strings, None removes one, at most 32 per
+        run; one fenced, indexed write (none when a replay sets the same values)."""
+        changes = check_attributes({**(attributes or {}), **more}, allow_none=True)
+        if self._set_attributes is not None and not self._replay_only and changes:
+            await self._set_attributes(changes)
 
     async def _record(self, address: str, record: dict[str, Any]) -> None:
         await self._record_task(address, record)
@@ -158,6 +241,7 @@ class WorkflowContext:
             )
             return
         wake_at = now + int(seconds * 1000)
+        _tracing.event("aiki.sleep", name=name, seconds=float(seconds))
         await self._record(
             address,
             {
@@ -171,20 +255,28 @@ class WorkflowContext:
         )
         raise Suspend("sleeping", wake_at, sleep_address=address)
 
-    async def wait_for_event(self, name: str, *, timeout: float | None = None) -> Any:
+    async def wait_for_event(
+        self, name: str, *, timeout: float | None = None, type: Any = None
+    ) -> Any:
         """Wait durably for the event ``name`` sent to this run and return its data.
 
         The n-th wait for a name receives the n-th event of that name, including events
         sent before the wait began. Raises :class:`aiki.EventTimeout` after ``timeout``
-        seconds (the same way on every replay)."""
+        seconds (the same way on every replay). ``type`` (a pydantic model, dataclass,
+        ...) returns the data as that type; data that does not fit raises
+        :class:`aiki.InvalidPayload` naming the path."""
         if not isinstance(name, str) or not name:
             raise ValueError("ctx.wait_for_event(name): name must be a non-empty string")
+        if type is not None:
+            as_type = payload_type(type)
+            data = await self.wait_for_event(name, timeout=timeout)
+            return as_type.load(data, where=f"event {name!r}")
         address = self._named_address("event", name)
         index = int(address.rsplit(":", 1)[1])
         recorded = self._memo.get(address)
         if recorded is not None:
             if recorded.get("status") == "completed":
-                return recorded.get("result")
+                return self._codecs.unwrap(recorded.get("result"))
             if recorded.get("status") == "timed_out":
                 raise EventTimeout(name, recorded.get("timeout"))
         now = self.now_ms()
@@ -202,10 +294,11 @@ class WorkflowContext:
                     "ended_at": now,
                 },
             )
-            return data
+            return self._codecs.unwrap(data)
         timeout_at = (recorded or {}).get("timeout_at")
         if recorded is None:
             timeout_at = None if timeout is None else now + int(timeout * 1000)
+            _tracing.event("aiki.wait_for_event", name=name)
             await self._record(
                 address,
                 {
@@ -225,19 +318,27 @@ class WorkflowContext:
             raise EventTimeout(name, (recorded or self._memo[address]).get("timeout"))
         raise Suspend("awaiting_event", timeout_at, event=(name, index))
 
-    async def _child(self, workflow: str, version: str, payload: Any) -> ChildHandle:
+    async def _child(
+        self, workflow: str, version: str, payload: Any, types: Signature | None = None
+    ) -> ChildHandle:
         if self._start_child is None:
             raise RuntimeError("child workflows need a worker-run context")
+        result_type = UNTYPED
+        if types is not None:
+            payload = types.input.dump(payload, where=f"payload of child {workflow!r}")
+            result_type = types.output
         address = self._address(f"child:{workflow}@{version}", payload)
         recorded = self._memo.get(address)
         if recorded is not None:
-            return ChildHandle(self, recorded["child_id"], workflow, version)
+            return ChildHandle(self, recorded["child_id"], workflow, version, result_type)
         # Deterministic (a replay starts the same child), and in the parent's shard.
         child_id = with_shard(
             uuid.uuid5(uuid.NAMESPACE_URL, f"aiki:{self.run_id}:{address}").hex,
             shard_of(self.run_id),
         )
-        payload_json = _serde.dumps(payload, what="child payload")
+        stored = self._codecs.wrap(payload)  # the address above hashed the plaintext
+        payload_json = _serde.dumps(stored, what="child payload")
+        _tracing.event("aiki.child_started", workflow=workflow, child_id=child_id)
         await self._start_child(workflow, version, payload_json, child_id)
         now = self.now_ms()
         await self._record(
@@ -248,12 +349,12 @@ class WorkflowContext:
                 "child_id": child_id,
                 "workflow": workflow,
                 "version": version,
-                "input": payload,
+                "input": stored,
                 "started_at": now,
                 "ended_at": now,
             },
         )
-        return ChildHandle(self, child_id, workflow, version)
+        return ChildHandle(self, child_id, workflow, version, result_type)
 
     def _address(self, name: str, payload: Any) -> str:
         digest = _serde.canonical_hash(payload)
@@ -261,137 +362,21 @@ class WorkflowContext:
         n = self._occurrences.get(key, 0)
         self._occurrences[key] = n + 1
         address = f"{name}:{digest}:{n}"
-        self._positions.setdefault(address, len(self._positions))
+        self._step(address)
         return address
 
     async def _run_task(self, task: Task[Any], payload: Any) -> Any:
-        address = self._address(task.name, payload)
-        recorded = self._memo.get(address)
-        errors: list[dict[str, Any]] = []
-        if recorded is not None:
-            status = recorded.get("status")
-            if status == "completed":
-                self.replayed_tasks += 1
-                return recorded.get("result")
-            if status == "failed":
-                self.replayed_tasks += 1
-                raise TaskFailed(task.name, recorded.get("error") or {})
-            errors = list(recorded.get("errors") or [])  # awaiting_retry: go on trying
+        from ._task_run import run_task  # it builds on this module
 
-        policy = task.retry
-        context = TaskContext(self.run_id, self.workflow, self.version, task.name, address)
-        while True:
-            attempt = len(errors) + 1
-            self.executed_tasks += 1
-            started = time.time()
-            token = _current_task.set(context)
-            failure: Exception | None = None
-            try:
-                if task.asyncio:
-                    result = await _run_asyncio(task.fn, payload)
-                else:
-                    result = await task.fn(payload)
-                result_json = _serde.dumps(result, what=f"result of task {task.name!r}")
-            except Exception as exc:  # a task's own failure; BaseExceptions propagate
-                failure = exc
-            finally:
-                _current_task.reset(token)
-            record: dict[str, Any] = {
-                "task": task.name,
-                "input": payload,
-                "attempts": attempt,
-                "started_at": int(started * 1000),
-                "ended_at": int(time.time() * 1000),
-            }
-            if failure is None:
-                value = _serde.loads(result_json)  # what a replay would return, exactly
-                record.update(status="completed", result=value, errors=errors)
-                await self._record_task(address, record)
-                self._memo[address] = record
-                return value
+        return await run_task(self, task, payload)
 
-            error = _serde.error_record(failure)
-            error.update(attempt=attempt, at=record["ended_at"])
-            if not policy.should_retry(attempt, failure):
-                record.update(status="failed", error=error, errors=[*errors, error])
-                await self._record_task(address, record)
-                self._memo[address] = record
-                raise TaskFailed(task.name, error) from failure
-            delay = policy.delay(attempt)
-            error["retry_in"] = delay
-            errors.append(error)
-            log.info(
-                "run %s: task %s attempt %d failed (%s); retrying in %.3fs",
-                self.run_id,
-                task.name,
-                attempt,
-                error["type"],
-                delay,
-            )
-            if delay <= self._inline_retry_max_delay:
-                await trio.sleep(delay)
-                continue
-            # A longer delay: park the run with a durable timer; no worker slot waits.
-            wake_at = record["ended_at"] + int(delay * 1000)
-            record.update(status="awaiting_retry", errors=errors, retry_at=wake_at)
-            await self._record_task(address, record)
-            self._memo[address] = record
-            raise Suspend("awaiting_retry", wake_at)
-
-
-class ChildHandle:
-    """A child run started with ``version.start_as_child(ctx, payload)``."""
-
-    def __init__(self, ctx: WorkflowContext, run_id: str, workflow: str, version: str) -> None:
-        self._ctx = ctx
-        self.id = run_id
-        self.workflow = workflow
-        self.version = version
-
-    async def wait_for_completion(self) -> Any:
-        """Wait durably for the child to end: the parent is ``awaiting_child_workflow``
-        (holding no worker slot) and resumes when the child ends. Returns the child's
-        result, or raises WorkflowFailed / WorkflowCancelled as the child ended."""
-        ctx = self._ctx
-        address = ctx._named_address("child-wait", self.id)
-        recorded = ctx._memo.get(address)
-        if recorded is None:
-            assert ctx._get_run is not None
-            run = await ctx._get_run(self.id)
-            if run is None:
-                # Its record is gone (retention expired it, or Redis lost its start):
-                # waiting would never end, so the wait fails, the same on every replay.
-                now = ctx.now_ms()
-                await ctx._record(
-                    address,
-                    {
-                        "kind": "child-wait",
-                        "status": "completed",
-                        "child_id": self.id,
-                        "child_status": "missing",
-                        "started_at": now,
-                        "ended_at": now,
-                    },
-                )
-                raise RunNotFound(self.id)
-            if not run.ended:
-                raise Suspend("awaiting_child_workflow", None, child_id=self.id)
-            now = ctx.now_ms()
-            recorded = {
-                "kind": "child-wait",
-                "status": "completed",
-                "child_id": self.id,
-                "child_status": run.status,
-                "result": run.result,
-                "error": run.error,
-                "started_at": now,
-                "ended_at": now,
-            }
-            await ctx._record(address, recorded)
-        if recorded["child_status"] == "missing":
-            raise RunNotFound(self.id)
-        if recorded["child_status"] == "completed":
-            return recorded.get("result")
-        if recorded["child_status"] == "cancelled":
-            raise WorkflowCancelled(self.id, (recorded.get("error") or {}).get("message"))
-        raise WorkflowFailed(self.id, recorded.get("error") or {})
+    async def _record_attempt(
+        self, address: str, record: dict[str, Any], deadline_ms: int | None
+    ) -> None:
+        """Record an attempt of a task with a deadline, keeping the deadline in Redis
+        (``None``: drop it); see :mod:`aiki._task_run`."""
+        self._stamp(address, record)
+        if self._task_attempt is None:  # no Redis deadlines here (tests, replays)
+            await self._raw_record_task(address, record)
+        else:
+            await self._task_attempt(address, record, deadline_ms)

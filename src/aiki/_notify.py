@@ -18,18 +18,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 from collections import OrderedDict
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
+from ._backoff import Backoff
 from ._errors import ConnectionFailed, RunNotFound
-from ._redis import Redis, connect
-from ._store import RunRecord, Store
+from ._store import RunRecord, Store, Subscription
 
 log = logging.getLogger("aiki.notify")
+
+
+def _outage_backoff() -> Backoff:
+    """0.1 s, 0.2 s, ... up to 5 s between tries while Redis is away."""
+    return Backoff(initial=0.1, maximum=5.0)
 
 
 class _Watch:
@@ -50,6 +54,13 @@ class _Watch:
             self.outcome = outcome
             if self._event is not None:
                 self._event.set()
+
+    def reopen(self) -> None:
+        """The run was retried: forget the end delivered before (waits already told of
+        it have it; a wait that begins now waits for the next end)."""
+        self.outcome = None
+        if self._event is not None and self._event.is_set():
+            self._event = None  # it fired for the old end; waiting now makes a new one
 
     async def wait(self) -> None:
         """Until an outcome is delivered (a checkpoint either way)."""
@@ -81,7 +92,7 @@ class RunEndedListener:
         self._max_unwaited = max_unwaited
         self._name = name
         self._watches: OrderedDict[str, _Watch] = OrderedDict()
-        self._redis: Redis | None = None
+        self._redis: Subscription | None = None
         self._wake_recheck = anyio.Event()
         self._wanted = anyio.Event()
         self._listening = anyio.Event()
@@ -112,6 +123,13 @@ class RunEndedListener:
         if not self._listening.is_set():
             self._wanted.set()
             await self._listening.wait()
+
+    def reopened(self, run_id: str) -> None:
+        """``run_id`` was retried by this process: drop an end told before now, without
+        waiting for the script's own notice to arrive."""
+        w = self._watches.get(run_id)
+        if w is not None:
+            w.reopen()
 
     def forget(self, run_id: str) -> None:
         w = self._watches.get(run_id)
@@ -161,44 +179,39 @@ class RunEndedListener:
             with anyio.CancelScope(shield=True):
                 await self._redis.aclose()
 
-    async def _connect(self) -> Redis:
-        redis = await connect(
-            self._url, name=self._name, request_timeout=5.0, implementation=self._implementation
+    async def _connect(self) -> Subscription:
+        return await self._store.open_subscription(
+            self._url,
+            self._store.keys.run_ended_channel,
+            name=self._name,
+            request_timeout=5.0,
+            implementation=self._implementation,
         )
-        try:
-            await redis.subscribe(self._store.keys.run_ended_channel)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await redis.aclose()
-            raise
-        return redis
 
-    async def _connect_retrying(self) -> Redis:
-        failures = 0
+    async def _connect_retrying(self) -> Subscription:
+        backoff = _outage_backoff()
         while True:
             try:
                 return await self._connect()
             except ConnectionFailed as exc:
-                failures += 1
-                if failures == 1:
+                if not backoff.failures:  # logged once per outage
                     log.warning("notification listener cannot subscribe (%s); retrying", exc)
-                await anyio.sleep(min(5.0, 0.05 * 2**failures) * random.uniform(0.8, 1.2))
+                await backoff.sleep()
 
     async def _receive_loop(self) -> None:
         assert self._redis is not None
-        failures = 0
+        backoff = _outage_backoff()
         while True:
             try:
-                _channel, data = await self._redis.next_message()
+                data = await self._redis.receive()
             except ConnectionFailed as exc:
-                failures += 1
-                if failures == 1:
+                if not backoff.failures:  # logged once per outage
                     log.warning("notification listener lost Redis (%s); retrying", exc)
-                await anyio.sleep(min(5.0, 0.05 * 2**failures) * random.uniform(0.8, 1.2))
+                await backoff.sleep()
                 continue
-            if failures:
+            if backoff.failures:
                 log.warning("notification listener reconnected; re-checking pending waits")
-                failures = 0
+                backoff.reset()
                 self._wake_recheck.set()
             self.messages_received += 1
             try:
@@ -207,7 +220,11 @@ class RunEndedListener:
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring malformed run-ended notification: %r", data[:200])
                 continue
-            if w is not None:
+            if w is None:
+                continue
+            if outcome.get("reopened"):  # retried: an end told before is no longer true
+                w.reopen()
+            else:
                 w.deliver(outcome)
 
     async def _recheck_loop(self) -> None:
@@ -280,7 +297,10 @@ async def wait_for_end(
             run = await store.get_run(run_id)
             if run is None:
                 raise RunNotFound(run_id)
-            return outcome_of(run) if run.ended else None
+            if not run.ended:
+                return None
+            await store.acknowledged()
+            return outcome_of(run)
     w, existed = listener.watch(run_id)
     w.waiters += 1
     missing = False
@@ -298,6 +318,10 @@ async def wait_for_end(
                 await w.wait()
         else:  # ended already: no cancel scope needed
             await anyio.lowlevel.checkpoint()
+        if w.outcome is not None:
+            # With durability="fsync", an end is told only once it is on disk: the
+            # worker's write is covered by this process's barrier too.
+            await store.acknowledged()
         return w.outcome
     finally:
         w.waiters -= 1

@@ -7,17 +7,15 @@ long? Short delays are waited out in the worker; longer ones park the run as
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
 
-from ._errors import AikiError, ConfigurationError
+from ._checks import integer, seconds
+from ._errors import ConfigurationError, NonRetryableError
 
 Strategy = Literal["never", "fixed", "exponential", "jittered"]
-
-
-class NonRetryableError(AikiError):
-    """Raise this (or a subclass) from a task or workflow to stop retrying at once."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +37,14 @@ class Retry:
     def __post_init__(self) -> None:
         if self.strategy not in ("never", "fixed", "exponential", "jittered"):
             raise ConfigurationError(f"unknown retry strategy {self.strategy!r}")
-        if self.max_attempts < 1:
-            raise ConfigurationError("Retry(max_attempts=) must be at least 1")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ConfigurationError("Retry delays must be >= 0 seconds")
-        if self.factor < 1:
-            raise ConfigurationError("Retry(factor=) must be >= 1")
+        integer("Retry", "max_attempts", self.max_attempts, minimum=1)
+        for name in ("base_delay", "max_delay"):
+            seconds("Retry", name, getattr(self, name), zero_ok=True)
+        factor = self.factor
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor >= 1:
+            raise ConfigurationError(f"Retry(factor=) must be >= 1, got {factor!r}", field="factor")
+        if math.isinf(factor):
+            raise ConfigurationError("Retry(factor=) must be finite", field="factor")
 
     @classmethod
     def never(cls) -> Retry:

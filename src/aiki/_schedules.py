@@ -1,6 +1,7 @@
 """Schedules: start a workflow version on a cron expression or a fixed interval.
 
-Definitions live in Redis; the server's schedule daemon fires them. Each occurrence fires
+Definitions live in Redis (the store's schedule operations); the server's schedule
+daemon (``aiki._daemons.serve_schedules``) fires them. Each occurrence fires
 exactly once however many servers run the daemon (a compare-and-set on the occurrence
 time inside one script), and the run it starts has an id derived from the schedule and
 the occurrence, so not even a retried script can start it twice.
@@ -14,20 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import trio
-
 from . import _serde
-from ._errors import ConfigurationError, ConnectionFailed
-from ._store import Store, _scripts
-from ._store._keys import with_shard
-from ._store._store import _pairs, _text
+from ._clock import redis_now_ms
+from ._errors import ConfigurationError
+from ._store import ScheduleNotFound, Store, with_shard
 
 log = logging.getLogger("aiki.schedules")
 
@@ -53,19 +49,23 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not self.id or not isinstance(self.id, str):
-            raise ConfigurationError("schedule id must be a non-empty string")
+            raise ConfigurationError("schedule id must be a non-empty string", field="id")
         if (self.cron is None) == (self.every is None):
-            raise ConfigurationError("a schedule needs exactly one of cron= and every=")
+            raise ConfigurationError(
+                "a schedule needs exactly one of cron= and every=",
+                field="cron" if self.every is None else "every",
+            )
         if self.every is not None and self.every <= 0:
-            raise ConfigurationError("schedule every= must be > 0 seconds")
+            raise ConfigurationError("schedule every= must be > 0 seconds", field="every")
         if self.cron is not None:
             from croniter import croniter
 
             if not croniter.is_valid(self.cron):
-                raise ConfigurationError(f"invalid cron expression {self.cron!r}")
+                raise ConfigurationError(f"invalid cron expression {self.cron!r}", field="cron")
         if self.overlap not in ("allow", "skip", "cancel_previous"):
             raise ConfigurationError(
-                f"schedule overlap must be allow, skip or cancel_previous, got {self.overlap!r}"
+                f"schedule overlap must be allow, skip or cancel_previous, got {self.overlap!r}",
+                field="overlap",
             )
         _serde.dumps(self.payload, what="schedule payload")
 
@@ -90,53 +90,65 @@ class Schedule:
 
 async def create_schedule(store: Store, schedule: Schedule) -> int:
     """Save ``schedule`` (replacing one with the same id); returns its first occurrence."""
-    k = store.keys
-    first = schedule.next_after(int(time.time() * 1000))
-    replies = await store.redis.batch(
-        [
-            ["HSET", k.schedules, schedule.id, json.dumps(schedule.to_json())],
-            ["ZADD", k.schedules_due, str(first), schedule.id],
-        ]
-    )
-    for reply in replies:
-        if isinstance(reply, BaseException):
-            raise reply
+    first = schedule.next_after(await redis_now_ms(store))
+    await store.save_schedule(schedule.id, json.dumps(schedule.to_json()), first)
     return first
 
 
 async def list_schedules(store: Store) -> list[dict[str, Any]]:
-    k = store.keys
-    defs, due = await store.redis.batch(
-        [["HGETALL", k.schedules], ["ZRANGE", k.schedules_due, "0", "-1", "WITHSCORES"]]
-    )
-    next_at = _score_map(due)
     out = []
-    for sid, raw in sorted(_pairs(defs).items()):
+    paused = await store.paused_schedules()
+    for sid, raw, next_at in await store.schedule_definitions():
         data = json.loads(raw)
-        data["next_at"] = next_at.get(sid)
+        data["next_at"] = next_at
+        data["paused"] = sid in paused
+        data["paused_at"] = paused.get(sid)
         out.append(data)
     return out
 
 
-async def delete_schedule(store: Store, schedule_id: str) -> bool:
-    k = store.keys
-    removed, _ = await store.redis.batch(
-        [["HDEL", k.schedules, schedule_id], ["ZREM", k.schedules_due, schedule_id]]
+async def _definition(store: Store, schedule_id: str) -> Schedule:
+    raw = await store.schedule_definition(schedule_id)
+    if raw is None:
+        raise ScheduleNotFound(schedule_id)
+    return Schedule.from_json(json.loads(raw))
+
+
+async def pause_schedule(store: Store, schedule_id: str) -> str:
+    """Stop a schedule from firing until it is resumed (``paused``); raises
+    ScheduleNotFound."""
+    return await store.pause_schedule(schedule_id)
+
+
+async def resume_schedule(store: Store, schedule_id: str) -> str:
+    """Resume a paused schedule from its next occurrence after now (``resumed``; occurrences
+    missed while paused are not fired), or ``active`` if it was not paused."""
+    schedule = await _definition(store, schedule_id)
+    return await store.resume_schedule(schedule_id, schedule.next_after(await redis_now_ms(store)))
+
+
+async def trigger_schedule(store: Store, schedule_id: str) -> str:
+    """Start the schedule's workflow now, outside its timetable (which is unchanged, and
+    paused or not): returns the new run's id. The overlap policy is not applied: the
+    operator asked for this run."""
+    schedule = await _definition(store, schedule_id)
+    now = await redis_now_ms(store)
+    run_id = with_shard(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"aiki-schedule:{schedule_id}:now:{now}").hex, 0
     )
-    return bool(removed)
+    await store.trigger_schedule(
+        schedule_id,
+        run_id=run_id,
+        workflow=schedule.workflow,
+        version=schedule.version,
+        payload_json=_serde.dumps(schedule.payload),
+        timeout=await store.workflow_timeout(schedule.workflow, schedule.version),
+    )
+    return run_id
 
 
-def _score_map(reply: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    if not reply:
-        return out
-    if isinstance(reply, dict):
-        return {_text(m): int(float(v)) for m, v in reply.items()}
-    if reply and isinstance(reply[0], list | tuple):
-        return {_text(m): int(float(v)) for m, v in reply}
-    for i in range(0, len(reply), 2):
-        out[_text(reply[i])] = int(float(reply[i + 1]))
-    return out
+async def delete_schedule(store: Store, schedule_id: str) -> bool:
+    return await store.delete_schedule(schedule_id)
 
 
 def occurrence_run_id(schedule_id: str, occurrence_ms: int) -> str:
@@ -147,66 +159,43 @@ def occurrence_run_id(schedule_id: str, occurrence_ms: int) -> str:
 
 
 async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
-    """Fire every due schedule occurrence once. Returns how many runs were started."""
-    k = store.keys
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
-    due = _score_map(
-        await store.redis.command(
-            "ZRANGE",
-            k.schedules_due,
-            "-inf",
-            str(now),
-            "BYSCORE",
-            "LIMIT",
-            "0",
-            "100",
-            "WITHSCORES",
-        )
-    )
+    """Fire every due schedule occurrence once. Returns how many runs were started.
+
+    "Due" is on Redis's clock (``now_ms`` by default: one read), the clock the runs'
+    timers fire on, which is virtual in a time-skipping test environment."""
+    now = now_ms if now_ms is not None else await redis_now_ms(store)
     started = 0
-    for schedule_id, occurrence in due.items():
-        raw = await store.redis.command("HGET", k.schedules, schedule_id)
+    for schedule_id, occurrence in await store.due_schedules(now):
+        raw = await store.schedule_definition(schedule_id)
         if raw is None:
-            await store.redis.command("ZREM", k.schedules_due, schedule_id)
             continue
         try:
             schedule = Schedule.from_json(json.loads(raw))
         except (ValueError, TypeError, ConfigurationError) as exc:
             log.error("schedule %s has an invalid definition, skipped: %s", schedule_id, exc)
             continue
-        action, previous = "start", None
+        start, previous = True, None
         if schedule.overlap != "allow":
-            last_id = await store.redis.command("HGET", k.schedules_last_run, schedule_id)
-            previous = await store.get_run(_text(last_id)) if last_id else None
+            last_id = await store.last_schedule_run(schedule_id)
+            previous = await store.get_run(last_id) if last_id else None
             if previous is not None and not previous.ended and schedule.overlap == "skip":
-                action = "skip"
+                start = False
         run_id = occurrence_run_id(schedule_id, occurrence)
-        timeout = await store.workflow_timeout(schedule.workflow, schedule.version)
         following = schedule.next_after(occurrence)
         if following <= now:  # occurrences were missed: catch up once, then go on from now
             following = schedule.next_after(now)
-        reply = await store.redis.script(
-            _scripts.FIRE_SCHEDULE,
-            [
-                k.schedules_due,
-                k.schedules_last_run,
-                k.run(run_id),
-                k.stream(schedule.workflow, schedule.version, 0),
-                k.runs_index(0),
-            ],
-            [
-                schedule_id,
-                occurrence,
-                following,
-                action,
-                run_id,
-                schedule.workflow,
-                schedule.version,
-                _serde.dumps(schedule.payload),
-                "" if timeout is None else int(timeout * 1000),
-            ],
+        fired = await store.fire_schedule(
+            schedule_id,
+            occurrence,
+            following_ms=following,
+            start=start,
+            run_id=run_id,
+            workflow=schedule.workflow,
+            version=schedule.version,
+            payload_json=_serde.dumps(schedule.payload),
+            timeout=await store.workflow_timeout(schedule.workflow, schedule.version),
         )
-        if int(reply) == 1:
+        if fired == 1:
             started += 1
             log.info("schedule %s fired run %s", schedule_id, run_id)
             if (
@@ -215,32 +204,10 @@ async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
                 and schedule.overlap == ("cancel_previous")
             ):
                 await store.cancel_run(previous.id, f"schedule {schedule_id} started {run_id}")
-        elif int(reply) == 2 and action == "skip":
+        elif fired == 2 and not start:
             log.info(
                 "schedule %s skipped an occurrence: run %s still running",
                 schedule_id,
                 previous.id if previous else "?",
             )
     return started
-
-
-async def serve_schedules(
-    store: Store, *, interval: float = 0.25, task_status: Any = trio.TASK_STATUS_IGNORED
-) -> None:
-    """The schedule daemon: fire due occurrences until cancelled."""
-    task_status.started()
-    outage = False
-    while True:
-        try:
-            await fire_due_schedules(store)
-            if outage:
-                log.warning("schedule daemon reaches Redis again")
-                outage = False
-        except Exception as exc:  # a daemon never dies of one bad reply
-            if not outage:
-                if isinstance(exc, ConnectionFailed):
-                    log.warning("schedule daemon cannot reach Redis (%s); retrying", exc)
-                else:
-                    log.exception("schedule daemon failed; retrying")
-                outage = True
-        await trio.sleep(interval * random.uniform(0.8, 1.2))

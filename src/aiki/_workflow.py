@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
 from ._retry import Retry
+from ._types import Signature
 
 if TYPE_CHECKING:
     from ._client import Client, RunHandle
@@ -32,7 +33,7 @@ def _check_name(kind: str, value: object) -> str:
 class WorkflowVersion:
     """One version of a workflow: its run function. Made by ``@workflow.v("1.0.0")``."""
 
-    __slots__ = ("workflow", "version", "fn", "retry", "timeout", "shards")
+    __slots__ = ("workflow", "version", "fn", "retry", "timeout", "shards", "types")
 
     def __init__(
         self,
@@ -49,6 +50,8 @@ class WorkflowVersion:
         self.retry = retry or Retry.never()
         self.timeout = timeout
         self.shards = shards
+        # run(ctx, payload: In) -> Out: what a start validates and a wait returns.
+        self.types = Signature(fn, 1, f"workflow {workflow.name!r} version {version!r}")
 
     @property
     def name(self) -> str:
@@ -74,11 +77,15 @@ class WorkflowVersion:
         ``start_at`` (an aware datetime) make the run ``scheduled`` until then.
         ``sensitive=True`` shows the payload, results and task data as ``[redacted]`` in
         the dashboard, the CLI and API listings (workers and waiters see the real data).
+        With an annotated payload parameter, ``payload`` (an instance or JSON that fits)
+        is validated first: :class:`aiki.InvalidPayload` names the path of a bad field
+        and nothing is written. The handle's ``wait_for_completion`` returns the return
+        annotation's type.
         """
         return await client._start_run(
             self.name,
             self.version,
-            payload,
+            self.types.input.dump(payload),
             reference_id,
             on_conflict,
             delay=delay,
@@ -86,14 +93,16 @@ class WorkflowVersion:
             timeout=self.timeout,
             sensitive=sensitive,
             shards=self.shards,
+            result_type=self.types.output,
         )
 
     async def start_many(self, client: Client, payloads: list[Any]) -> list[RunHandle]:
         """Start one run per payload, in ONE round trip to Redis (a pipeline; each run
         is created atomically). For producers that start many runs at once; over HTTP
         it falls back to one request per run."""
+        wire = [self.types.input.dump(p) for p in payloads]  # all checked before a write
         return await client._start_many(
-            self.name, self.version, list(payloads), self.timeout, self.shards
+            self.name, self.version, wire, self.timeout, self.shards, self.types.output
         )
 
     async def schedule(
@@ -117,7 +126,7 @@ class WorkflowVersion:
             id=schedule_id,
             workflow=self.name,
             version=self.version,
-            payload=payload,
+            payload=self.types.input.dump(payload),
             cron=cron,
             every=every,
             overlap=overlap,  # type: ignore[arg-type]
@@ -129,7 +138,7 @@ class WorkflowVersion:
 
         Memoized like a task: a replay gets the same child, never a second one.
         Cancelling the parent cancels the child."""
-        return await ctx._child(self.name, self.version, payload)
+        return await ctx._child(self.name, self.version, payload, self.types)
 
     def __repr__(self) -> str:
         return f"<aiki.WorkflowVersion {self.name!r} {self.version!r}>"

@@ -5,8 +5,8 @@ trio aiki_server.app:app``); ``serve_server`` runs it inside your own trio progr
 ``aiki`` command line is :mod:`aiki_server.cli`.
 """
 
-from ._app import create_app
+from ._factory import create_app
 from ._serve import ServerHandle, serve_server
 from ._settings import Settings
 
-__all__ = ["Settings", "create_app", "serve_server", "ServerHandle"]
+__all__ = ["ServerHandle", "Settings", "create_app", "serve_server"]

@@ -4,7 +4,10 @@ Everything logs through the standard :mod:`logging` module (the SDK's ``aiki.*``
 loggers, ``aiki_server``, Hypercorn's ``hypercorn.error`` / ``hypercorn.access``); the
 CLI puts one handler on the root logger, on stderr, with one of two formatters:
 
-* ``text``: ``2024-05-01 12:00:00,123 INFO    aiki.worker: worker w1 serving ...``
+* ``text``: ``2024-05-01 12:00:00,123 INFO    aiki.worker: worker w1 serving ...``;
+  :class:`TextFormatter` escapes control characters (``\\r``, ``\\n``, ...) in messages,
+  so a request path or a run id sent by a client can never forge a log line (#16);
+  a traceback keeps its lines but each continuation line is indented.
 * ``json``: one JSON object per line, ``{"ts", "level", "logger", "message", ...}``,
   with ``exc_info`` (the formatted traceback) when there is one and any ``extra=``
   fields given to the log call. Access-log lines carry an ``http`` object.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -43,6 +47,47 @@ _ACCESS_ATOMS = {
     "D": "duration_us",
     "a": "user_agent",
 }
+
+
+# C0 controls but tab, DEL, C1 controls, and the Unicode line/paragraph separators: what
+# could end a line (or rewrite one on a terminal) when a client's text is logged.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line: control characters written as Python-style escapes."""
+    return _CONTROL.sub(
+        lambda m: _NAMED.get(m.group(), m.group().encode("unicode_escape").decode()), text
+    )
+
+
+class TextFormatter(logging.Formatter):
+    """The ``text`` format: one line per record, whatever the message contains.
+
+    Log messages carry text from outside (request paths, run ids, workflow names,
+    exception messages); written raw, a ``\\r\\n`` in them would forge a line that looks
+    like the server's own. The message is escaped; a traceback keeps its line breaks
+    (that is how people read it) but each of its lines is indented, so no
+    line of it can pass for a record of its own."""
+
+    def __init__(self, fmt: str = TEXT_FORMAT, datefmt: str | None = None) -> None:
+        super().__init__(fmt, datefmt)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    """Every line of a traceback indented (it follows the record's own line)."""
+    return "\n".join("  " + escape_controls(line) for line in text.split("\n"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -95,7 +140,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     # Records from workflow executions carry run_id, workflow, version and task.
     handler.addFilter(RunContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -21,8 +21,12 @@ metric                                                     source
 ``aiki_workers{state}``                                    the worker registry (live / stale)
 ``aiki_worker_in_flight{worker}``, ``_capacity``,          each live worker's last registry
 ``_heartbeat_age_seconds``,                                entry (written every 2 s)
-``aiki_worker_claims_taken_over_total{worker}``
+``aiki_worker_claims_taken_over_total{worker}``,
+``aiki_worker_redis_resets_total{worker}``
+``aiki_worker_rate_limit_waits_total{worker,limit}``,      rate-limit waits in the worker, the
+``_wait_seconds_total``, ``_parks_total``                  seconds waited, runs parked for it
 ``aiki_redis_up``                                          1 if the last scrape read Redis
+``aiki_redis_resets_total``                                this server found Redis emptied
 =========================================================  ====================================
 
 Run totals are kept incrementally (see :class:`aiki_server._observe.RunTotals`): the
@@ -49,8 +53,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from aiki import ConnectionFailed
-from aiki._redis import ScriptRefused
-from aiki._store import Store
+from aiki.engine import ScriptRefused, Store
 
 from ._observe import DURATION_BUCKETS, Histogram, RunTotals, dead_letter_count, list_workers
 from ._observe import queue_stats as read_queue_stats
@@ -170,6 +173,27 @@ class RedisCollector(Collector):
             "Messages of silent workers this worker took over (since it started)",
             labels=["worker"],
         )
+        resets = CounterMetricFamily(
+            "aiki_worker_redis_resets",
+            "Times this worker found Redis emptied and registered its workflows again "
+            "(since it started)",
+            labels=["worker"],
+        )
+        rate_waits = CounterMetricFamily(
+            "aiki_worker_rate_limit_waits",
+            "Task attempts that waited in the worker for a rate limit's units",
+            labels=["worker", "limit"],
+        )
+        rate_seconds = CounterMetricFamily(
+            "aiki_worker_rate_limit_wait_seconds",
+            "Seconds task attempts waited in the worker for a rate limit's units",
+            labels=["worker", "limit"],
+        )
+        rate_parks = CounterMetricFamily(
+            "aiki_worker_rate_limit_parks",
+            "Runs parked awaiting_rate_limit (a wait too long to hold a worker slot)",
+            labels=["worker", "limit"],
+        )
         up = GaugeMetricFamily("aiki_redis_up", "1 if the last scrape could read Redis")
         families: list[Metric] = [
             started,
@@ -188,6 +212,10 @@ class RedisCollector(Collector):
             capacity,
             heartbeat_age,
             claims,
+            resets,
+            rate_waits,
+            rate_seconds,
+            rate_parks,
             up,
         ]
         if empty:
@@ -225,6 +253,11 @@ class RedisCollector(Collector):
             capacity.add_metric([w["id"]], w["max"])
             heartbeat_age.add_metric([w["id"]], w["heartbeat_age_ms"] / 1000)
             claims.add_metric([w["id"]], w["claims_taken_over"])
+            resets.add_metric([w["id"]], w["redis_resets"])
+            for limit, (waits, waited, parks) in w["rate_limit_waits"].items():
+                rate_waits.add_metric([w["id"], limit], waits)
+                rate_seconds.add_metric([w["id"], limit], waited)
+                rate_parks.add_metric([w["id"], limit], parks)
         up.add_metric([], self.up)
         yield from families
 

@@ -1,9 +1,9 @@
 """What the dashboard and ``/metrics`` read from Redis besides runs: the worker registry,
 the queues (one stream per workflow version) and run totals.
 
-All reads go through the app's :class:`aiki._store.Store` connection; nothing here
-writes, except that :func:`list_workers` drops registry entries silent for over an hour
-(workers that died without removing their entry).
+All reads are the store's (``aiki.engine.Store``: the one place that talks to Redis);
+nothing here writes, except that :func:`list_workers` drops registry entries silent for
+over an hour (workers that died without removing their entry).
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from aiki._store import Store
-from aiki._store._keys import GROUP, TERMINAL_STATUSES
-from aiki._store._store import _pairs, _text
+from aiki.engine import TERMINAL_STATUSES, Store
 
 #: A worker whose last registry entry is older than this is shown as stale. Workers
 #: write one every 2 s (``aiki._worker.REGISTRY_INTERVAL``); the margin covers a busy
@@ -40,7 +37,7 @@ async def list_workers(store: Store, *, now: int | None = None) -> list[dict[str
     """The worker registry, sorted by id, each entry with ``stale`` and
     ``heartbeat_age_ms`` added. Entries silent for over an hour are pruned."""
     now = now_ms() if now is None else now
-    raw = _pairs(await store.redis.command("HGETALL", store.keys.workers))
+    raw = await store.worker_entries()
     out: list[dict[str, Any]] = []
     prune: list[str] = []
     for worker_id, value in raw.items():
@@ -74,10 +71,12 @@ async def list_workers(store: Store, *, now: int | None = None) -> list[dict[str
                 "pid": _int(entry.get("pid")) or None,
                 "claims_taken_over": _int(entry.get("claims_taken_over")),
                 "executions_finished": _int(entry.get("executions_finished")),
+                "redis_resets": _int(entry.get("redis_resets")),
+                "rate_limit_waits": _rate_waits(entry.get("rate_limit_waits")),
             }
         )
     if prune:
-        await store.redis.command("HDEL", store.keys.workers, *prune)
+        await store.remove_workers(*prune)
     return sorted(out, key=lambda w: w["id"])
 
 
@@ -92,68 +91,13 @@ def _int(value: Any) -> int:
 
 
 async def queue_stats(store: Store, *, now: int | None = None) -> list[dict[str, Any]]:
-    """Per registered workflow version: ``depth`` (entries in its stream: outstanding
-    executions, since entries are deleted when acked), ``pending`` (delivered to a
-    worker, not acked yet) and ``oldest_age_s`` (age of the oldest entry, or None),
-    summed over the version's stream in every shard."""
-    now = now_ms() if now is None else now
-    workflows = await store.list_workflows()
-    shards = range(await store.shard_count())
-    commands: list[list[Any]] = []
-    for w in workflows:
-        for shard in shards:
-            stream = store.keys.stream(w["workflow"], w["version"], shard)
-            commands += [
-                ["XLEN", stream],
-                ["XPENDING", stream, GROUP],
-                ["XRANGE", stream, "-", "+", "COUNT", "1"],
-            ]
-    replies = await store.redis.batch(commands) if commands else []
-    out = []
-    per = 3 * len(shards)
-    for i, w in enumerate(workflows):
-        depth = pending = 0
-        oldest: int | None = None
-        for j in range(len(shards)):
-            xlen, waiting, first = replies[per * i + 3 * j : per * i + 3 * j + 3]
-            depth += 0 if isinstance(xlen, BaseException) else _int(xlen)
-            pending += _pending_count(waiting)
-            at = _first_entry_ms(first)
-            if at is not None and (oldest is None or at < oldest):
-                oldest = at
-        out.append(
-            {
-                "workflow": w["workflow"],
-                "version": w["version"],
-                "depth": depth,
-                "pending": pending,
-                "oldest_age_s": None if oldest is None else max(0.0, (now - oldest) / 1000),
-            }
-        )
-    return out
-
-
-def _pending_count(reply: Any) -> int:
-    if isinstance(reply, BaseException) or not reply:
-        return 0
-    if isinstance(reply, dict):  # RESP3 map shapes, should a client return one
-        return _int(next(iter(reply.values()), 0))
-    return _int(reply[0])
-
-
-def _first_entry_ms(reply: Any) -> int | None:
-    """The time part (ms) of the first entry id in an XRANGE reply."""
-    if isinstance(reply, BaseException) or not reply:
-        return None
-    entry_id = next(iter(reply)) if isinstance(reply, dict) else reply[0][0]
-    try:
-        return int(_text(entry_id).split("-", 1)[0])
-    except (ValueError, IndexError):
-        return None
+    """Per registered workflow version: ``depth``, ``pending`` and ``oldest_age_s``
+    (see :meth:`aiki.engine.Store.queue_stats`)."""
+    return await store.queue_stats(now=now)
 
 
 async def dead_letter_count(store: Store) -> int:
-    return _int(await store.redis.command("XLEN", store.keys.dead_letters))
+    return await store.dead_letter_count()
 
 
 # -- run totals -----------------------------------------------------------------------
@@ -281,18 +225,7 @@ class RunTotals:
         while True:
             if trio.current_time() > deadline:
                 return False
-            reply = await store.redis.command(
-                "ZRANGE",
-                store.keys.runs_index(shard),
-                cursor,
-                "+inf",
-                "BYSCORE",
-                "LIMIT",
-                str(skip),
-                str(self.CHUNK),
-                "WITHSCORES",
-            )
-            page = [(run_id, int(float(score))) for run_id, score in _scored(reply)]
+            page = await store.runs_index_page(shard, cursor, skip=skip, count=self.CHUNK)
             fresh = [(r, s) for r, s in page if r not in recent and r not in self.open]
             if fresh:
                 await self._read_runs(store, fresh)
@@ -375,12 +308,8 @@ class RunTotals:
                 self.task_durations.setdefault(key3, Histogram()).observe((t1 - t0) / 1000)
 
     async def _fields(self, store: Store, ids: list[str]) -> dict[str, dict[str, Any] | None]:
-        replies = await store.redis.batch([["HMGET", store.keys.run(r), *_RUN_FIELDS] for r in ids])
         out: dict[str, dict[str, Any] | None] = {}
-        for run_id, reply in zip(ids, replies, strict=True):
-            if isinstance(reply, BaseException):
-                raise reply
-            values = [None if v is None else _text(v) for v in reply]
+        for run_id, values in (await store.run_fields(ids, _RUN_FIELDS)).items():
             workflow, version, status, errors, started, ended = values
             if not workflow or not status:
                 out[run_id] = None
@@ -402,29 +331,7 @@ class RunTotals:
         wanted = [r for r, row in ended if (row["ended_at"] or 0) >= floor]
         if not wanted:
             return {}
-        replies = await store.redis.batch([["HGETALL", store.keys.tasks(r)] for r in wanted])
-        out: dict[str, dict[str, Any]] = {}
-        for run_id, reply in zip(wanted, replies, strict=True):
-            if isinstance(reply, BaseException):
-                raise reply
-            records: dict[str, Any] = {}
-            for address, raw in _pairs(reply).items():
-                try:
-                    records[address] = json.loads(raw)
-                except (TypeError, ValueError):
-                    continue
-            out[run_id] = records
-        return out
-
-
-def _scored(reply: Any) -> Iterable[tuple[str, Any]]:
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return [(_text(k), v) for k, v in reply.items()]
-    if isinstance(reply[0], list | tuple):
-        return [(_text(k), v) for k, v in reply]
-    return [(_text(reply[i]), reply[i + 1]) for i in range(0, len(reply), 2)]
+        return await store.task_records(wanted)
 
 
 def _count_json_list(raw: str | None) -> int:
@@ -442,3 +349,17 @@ def _opt_int(raw: str | None) -> int | None:
         return int(raw) if raw else None
     except ValueError:
         return None
+
+
+def _rate_waits(value: Any) -> dict[str, tuple[int, float, int]]:
+    """A worker's rate-limit counters by limit name: (waits in the worker, seconds
+    waited there, runs parked); anything malformed is left out."""
+    out: dict[str, tuple[int, float, int]] = {}
+    if isinstance(value, dict):
+        for name, counts in value.items():
+            if isinstance(counts, list) and len(counts) == 3:
+                try:
+                    out[str(name)] = (int(counts[0]), float(counts[1]), int(counts[2]))
+                except (TypeError, ValueError):
+                    continue
+    return out

@@ -50,14 +50,22 @@ def timeline(run: dict[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str,
     events: list[tuple[int, int, int, int, str, str, str]] = []
     if isinstance(run.get("created_at"), int):
         events.append((run["created_at"], 0, 0, 0, "created", "queued", "run created"))
-    if isinstance(run.get("started_at"), int):
-        text = "first taken by a worker"
-        events.append((run["started_at"], 0, 0, 1, "started", "running", text))
-    for i, error in enumerate(run.get("errors") or []):
-        at = error.get("at") if isinstance(error, dict) else None
+    # An operator's retry (errors entries with retried_at) starts the run again: the
+    # run's started_at is then the retry's, and the first start is in the first entry.
+    errors = [e for e in run.get("errors") or [] if isinstance(e, dict)]
+    retried = [e for e in errors if isinstance(e.get("retried_at"), int)]
+    first = retried[0].get("started_at") if retried else run.get("started_at")
+    if isinstance(first, int):
+        events.append((first, 0, 0, 1, "started", "running", "first taken by a worker"))
+    for i, attempt in enumerate(errors):
+        at = attempt.get("at")
         if isinstance(at, int):
-            text = f"attempt {error.get('attempt', i + 1)} failed: {error.get('type')}"
+            text = f"attempt {attempt.get('attempt', i + 1)} failed: {attempt.get('type')}"
             events.append((at, 1, -1, i, "retry", "awaiting_retry", text))
+        if isinstance(attempt.get("retried_at"), int):
+            text = f"run {attempt.get('ended_as', 'ended')}: {attempt.get('type')}: "
+            text += f"{attempt.get('message')}; retried by an operator"
+            events.append((attempt["retried_at"], 1, -1, i, "retried", "queued", text))
     for i, t in enumerate(tasks):
         name = f"{i + 1}. {t['name']}"
         errors = [e for e in t.get("errors") or [] if isinstance(e, dict)]
@@ -85,9 +93,9 @@ def timeline(run: dict[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str,
     if isinstance(run.get("ended_at"), int):
         status = str(run.get("status"))
         text = f"run {status}"
-        error = run.get("error")
-        if isinstance(error, dict) and error.get("type"):
-            text += f": {error.get('type')}: {error.get('message')}"
+        final = run.get("error")
+        if isinstance(final, dict) and final.get("type"):
+            text += f": {final.get('type')}: {final.get('message')}"
         events.append((run["ended_at"], 2, 0, 0, "ended", status, text))
     events.sort(key=lambda e: e[:4])
     start = run.get("created_at") if isinstance(run.get("created_at"), int) else None

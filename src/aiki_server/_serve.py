@@ -20,8 +20,9 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
-from ._app import app_state, create_app
+from ._factory import create_app
 from ._settings import Settings
+from ._state import app_state
 
 log = logging.getLogger("aiki_server")
 
@@ -83,7 +84,7 @@ async def serve_server(
     stops it after the server: for development, demos and tests, never production.
     """
     if settings.redis_url is None and app is None:
-        from ._embedded_redis import open_embedded_redis
+        from aiki.embedded import open_embedded_redis
 
         async with open_embedded_redis(data_dir=settings.data_dir) as redis:
             where = settings.data_dir or f"{redis.data_dir} (temporary: deleted on exit)"

@@ -13,7 +13,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from aiki import ConfigurationError
-from aiki._redis import RedisAddress
+from aiki.engine import RedisAddress, check_durability, resolve_implementation
+
+from ._guards import normalize_origin
 
 #: Environment variable -> (Settings field, parser).
 _ENV = {
@@ -30,6 +32,8 @@ _ENV = {
     "AIKI_MAX_EVENTS_PER_RUN": "max_events_per_run",
     "AIKI_REQUEST_TIMEOUT": "request_timeout",
     "AIKI_REDIS_CLIENT": "redis_client",
+    "AIKI_DURABILITY": "durability",
+    "AIKI_ALLOWED_ORIGINS": "allowed_origins",
 }
 
 
@@ -48,6 +52,12 @@ class Settings:
     accepted, as compact UTF-8 JSON. ``max_wait``: the longest long-poll in seconds
     (longer ``/wait?timeout=`` values are clamped to it). ``daemons``: run the timer and
     schedule daemons (safe on several servers at once; turn off for API-only replicas).
+    ``durability``: ``"none"`` or ``"fsync"``: API starts, events, cancels and the ends
+    that waits report are answered only once Redis has fsynced them (``WAITAOF``; needs
+    Redis >= 7.2 or Valkey >= 8 with ``appendonly yes``, checked at start-up).
+    ``allowed_origins``: web origins (``https://ops.example.com``) besides the server's
+    own whose pages may send unsafe requests (POST, DELETE, ...) to it; others get a 403
+    (see :mod:`aiki_server._guards`).
     """
 
     redis_url: str | None = None
@@ -63,6 +73,8 @@ class Settings:
     redis_client: str | None = None
     max_events_per_run: int = 10_000
     request_timeout: float = 90.0
+    durability: str = "none"
+    allowed_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # API keys and Redis passwords never reach logs
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -144,10 +156,16 @@ class Settings:
                 "request_timeout must be a number of seconds above max_wait "
                 f"({self.max_wait:g}), got {self.request_timeout!r}"
             )
+        if not isinstance(self.allowed_origins, tuple) or not all(
+            isinstance(o, str) and normalize_origin(o) is not None for o in self.allowed_origins
+        ):
+            raise ConfigurationError(
+                "allowed_origins must be origins like 'https://ops.example.com' "
+                f"(scheme, host and optional port, no path), got {self.allowed_origins!r}"
+            )
         if self.redis_client is not None:
-            from aiki._redis import resolve_implementation
-
             resolve_implementation(self.redis_client)
+        check_durability("Settings", self.durability)
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
             raise ConfigurationError(f"data_dir must be a non-empty path, got {self.data_dir!r}")
 
@@ -155,11 +173,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``AIKI_*`` environment variables (unset ones keep their defaults).
 
-        Reads ``AIKI_REDIS_URL``, ``AIKI_HOST``, ``AIKI_PORT``, ``AIKI_PREFIX``,
-        ``AIKI_MAX_PAYLOAD_BYTES``, ``AIKI_MAX_WAIT``, ``AIKI_DATA_DIR`` and
-        ``AIKI_DAEMONS`` (``1``/``0``, ``true``/``false``); an empty value counts as
-        unset. Keyword ``overrides`` win over the environment. A bad value raises
-        :class:`aiki.ConfigurationError` naming the variable.
+        Reads the variables of ``_ENV`` (``AIKI_REDIS_URL``, ``AIKI_HOST``, ``AIKI_PORT``,
+        ``AIKI_PREFIX``, ``AIKI_MAX_PAYLOAD_BYTES``, ``AIKI_MAX_WAIT``, ``AIKI_DATA_DIR``,
+        ``AIKI_DAEMONS`` (``1``/``0``, ``true``/``false``), ``AIKI_DURABILITY``, ...); an
+        empty value counts as unset. Keyword ``overrides`` win over the environment. A bad
+        value raises :class:`aiki.ConfigurationError` naming the variable.
         """
         env = os.environ if environ is None else environ
         types = {f.name: f.type for f in fields(cls)}

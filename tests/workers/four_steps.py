@@ -25,6 +25,7 @@ import trio
 from _resp import acommand
 
 import aiki
+from workers._serve import run_worker
 
 WORKFLOW = "four-steps"
 
@@ -89,18 +90,7 @@ def expected_result(x: int) -> dict[str, int]:
 async def serve(url: str, worker_id: str) -> None:
     global redis_port
     redis_port = urlparse(url).port
-    async with aiki.client(redis_url=url) as client:
-        worker = aiki.worker(
-            client,
-            id=worker_id,
-            max_concurrent_workflow_runs=4,
-            subscriber=aiki.RedisStreams(claim_min_idle_time=1.0, block_time=0.2),
-            shutdown_grace=0.2,
-        )
-        worker.workflow_registry.add(four_steps)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(worker.start)
-            print("ready", flush=True)
+    await run_worker(url, worker_id, four_steps)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .._errors import ConfigurationError
-from ._interface import Arg, Lua, Redis, RedisAddress, ScriptRefused
+from ._interface import Arg, GroupMissing, Lua, Redis, RedisAddress, ScriptRefused
 
 IMPLEMENTATIONS = ("glide", "redis-py")
 ENV_REDIS_CLIENT = "AIKI_REDIS_CLIENT"
@@ -27,6 +27,7 @@ __all__ = [
     "ENV_REDIS_CLIENT",
     "IMPLEMENTATIONS",
     "Arg",
+    "GroupMissing",
     "Lua",
     "Redis",
     "RedisAddress",

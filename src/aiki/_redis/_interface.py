@@ -32,6 +32,19 @@ class ScriptRefused(Exception):
         super().__init__(f"{code}: {detail}")
 
 
+class GroupMissing(ConnectionFailed):
+    """A stream or its consumer group is missing (``NOGROUP``; ``UNBLOCKED`` when a
+    blocked read's stream vanished): Redis lost the deployment's state (emptied by
+    FLUSHALL, restarted without persistence, failed over to an empty replica).
+
+    A ConnectionFailed, so that every path that already rides out an outage (retries
+    with backoff) does so here too; the worker catches it first and registers its
+    workflow versions again. Internal."""
+
+
+# Error replies that mean the stream/group is gone (also inside a script's error text).
+GROUP_MISSING_CODES = ("NOGROUP", "UNBLOCKED")
+
 # The codes Aiki's own scripts refuse with (see _store/_scripts.py).
 REFUSAL_CODES = frozenset({"STALE", "MISSING", "EXISTS", "CONFLICT", "ENDED", "LIMIT"})
 # Error replies that mean "Redis cannot serve right now" (loading its AOF, a failover,
@@ -53,15 +66,23 @@ TRANSIENT_CODES = frozenset(
 
 
 def parse_refusal(text: str) -> Exception | None:
-    """``"STALE run is ..."`` (or ``"STALE: ..."``) -> ScriptRefused; a transient error
-    reply (LOADING, READONLY, OOM, ...) -> ConnectionFailed; anything else -> None."""
+    """``"STALE run is ..."`` (or ``"STALE: ..."``) -> ScriptRefused; a missing stream or
+    group (NOGROUP, UNBLOCKED; also inside a script's error) -> GroupMissing; a transient
+    error reply (LOADING, READONLY, OOM, ...) -> ConnectionFailed; anything else -> None."""
     # The reply's code is its first all-capitals word (client libraries may put their
     # own words before it: "An error was signalled by the server: - ResponseError: ...").
-    for part in text.split():
+    words = text.split()
+    for part in words:
         code = part.rstrip(":")
         if len(code) >= 2 and code.isalpha() and code.isupper():
             if code in REFUSAL_CODES:
                 return ScriptRefused(code, text.split(part, 1)[1].lstrip(": ").strip())
+            break
+    if any(word.rstrip(":") in GROUP_MISSING_CODES for word in words):
+        return GroupMissing(f"Redis lost a stream or consumer group: {text.strip()}")
+    for part in words:
+        code = part.rstrip(":")
+        if len(code) >= 2 and code.isalpha() and code.isupper():
             if code in TRANSIENT_CODES:
                 return ConnectionFailed(f"Redis cannot serve now: {text.strip()}")
             return None

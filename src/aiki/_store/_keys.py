@@ -17,6 +17,7 @@ key                                            type    what
 ``{s}:run:<run id>``                           hash    the run: id, workflow, version, status,
                                                        payload, result, error, revision,
                                                        attempts, worker, message, reference_id,
+                                                       attributes (JSON object of strings),
                                                        created_at/started_at/updated_at/ended_at
 ``{s}:run:<run id>:tasks``                     hash    task address -> task record (JSON)
 ``{s}:run:<run id>:events``                    hash    ``e:<name>#<n>`` -> event (JSON);
@@ -32,14 +33,35 @@ key                                            type    what
 ``{s}:ended``                                  zset    ended run id -> end time (ms): retention
 ``{s}:timers``                                 zset    parked run id -> due time (ms): retry
                                                        delays, sleeps, delayed starts
+``{s}:task-deadlines``                         zset    ``<run id>|<revision>|<task address>`` ->
+                                                       deadline (ms) of a running attempt of a
+                                                       task with timeout=/heartbeat_timeout=
 ``{s}:config``                                 hash    deployment settings the scripts read
                                                        (``retention_ms``), one copy per shard
+``{p}:rate:{<name>[:<key>]}``                  string  a rate limit's state (GCRA: its theoretical
+                                                       arrival time, ms); a slot per name+key
+``{s}:clock-offset``                           string  the virtual clock's offset (ms) added to
+                                                       Redis TIME by every script; written only
+                                                       by a time-skipping test environment
+                                                       (``aiki._time_skipping``), absent in
+                                                       production; one copy per shard
+``{s}:index:<kind>:<value>``                   zset    search index: run id -> creation time
+                                                       (ms), per kind ``status``, ``workflow``,
+                                                       ``version``, ``reference`` (reference
+                                                       id) and ``attr:<name>`` (an attribute
+                                                       the workflow set); intersected by
+                                                       ``find_runs``
+``{s}:run:<run id>:indexed``                   set     the index keys (but status) the run is
+                                                       in, so pruning it removes it from all
 ``{0}:schedules``                              hash    schedule id -> definition (JSON)
 ``{0}:schedules:due``                          zset    schedule id -> next occurrence (ms)
 ``{0}:schedules:last-run``                     hash    schedule id -> its latest run id
+``{0}:schedules:paused``                       hash    paused schedule id -> when (ms); a
+                                                       paused schedule has no due entry
 ``{p}:workflows``                              hash    ``<name>\\x1f<version>`` -> JSON
-                                                       registration (timeout, shards: what
-                                                       HTTP starts and the daemons need)
+                                                       registration (timeout, shards, input
+                                                       and output JSON Schema: what HTTP
+                                                       starts and the daemons need)
 ``{p}:shards``                                 string  the deployment's shard count: the most any
                                                        version was registered or started with
                                                        (only rises)
@@ -47,9 +69,21 @@ key                                            type    what
 ``{p}:workers``                                hash    worker id -> JSON heartbeat (id, workflows,
                                                        in_flight, max, last_heartbeat_ms, host,
                                                        pid, ...), every 2 s; removed on stop
+``{p}:fsync``                                  string  a counter the ``durability="fsync"``
+                                                       barrier increments before each WAITAOF
+                                                       (its offset covers earlier writes)
 ``{p}:run-ended``                              pubsub  one JSON message per run that ends
 ``{p}:control``                                pubsub  cancel/pause orders for running executions
 =============================================  ======  =========================================
+
+The Lua scripts build the names they cannot be given in KEYS (a run read from a stream,
+a parent, a due timer's run) with the key builders of ``lua/lib.lua``: ``key_run(base,
+id)``, ``key_tasks``, ``key_events``, ``key_children``, ``key_stream(base, workflow,
+version)``, ``key_reference``, ``key_runs``, ``key_ended``, ``key_timers``,
+``key_config``, ``key_clock_offset``, ``key_index(base, kind, value)``,
+``key_indexed(base, id)``, with ``base`` = ``key_base(prefix, shard)`` = ``{s}``
+(``base_of(key)`` gives it back from any key of the shard). They must give exactly the
+names above (``tests/test_lua.py`` compares them on a real Redis).
 
 ``{p}`` (default ``aiki``) lets several deployments share one Redis; every key starts
 with it, so an ACL key pattern ``~aiki:*`` covers a deployment.
@@ -71,6 +105,7 @@ RUN_STATUSES = (
     "sleeping",
     "awaiting_event",
     "awaiting_retry",
+    "awaiting_rate_limit",
     "awaiting_child_workflow",
     "paused",
     "completed",
@@ -142,8 +177,30 @@ class Keys:
     def timers(self, shard: int = 0) -> str:
         return f"{self.base(shard)}:timers"
 
+    def task_deadlines(self, shard: int = 0) -> str:
+        return f"{self.base(shard)}:task-deadlines"
+
     def config(self, shard: int = 0) -> str:
         return f"{self.base(shard)}:config"
+
+    def rate_limit(self, name: str, key: str | None = None) -> str:
+        """A rate limit's state; the whole name (and key) is the hash tag, so on Redis
+        Cluster each limit and key lives in a slot of its own."""
+        tag = name if key is None else f"{name}:{key}"
+        return f"{self.prefix}:rate:{{{tag}}}"
+
+    def clock_offset(self, shard: int = 0) -> str:
+        """The virtual clock's offset (time-skipping tests only; see the table)."""
+        return f"{self.base(shard)}:clock-offset"
+
+    def index(self, kind: str, value: str, shard: int = 0) -> str:
+        """A search index: the runs of ``shard`` whose ``kind`` (``status``,
+        ``workflow``, ``version``, ``reference``, ``attr:<name>``) is ``value``."""
+        return f"{self.base(shard)}:index:{kind}:{value}"
+
+    def indexed(self, run_id: str) -> str:
+        """The index keys a run is in (but its status's), for pruning."""
+        return f"{self.run(run_id)}:indexed"
 
     @property
     def schedules(self) -> str:
@@ -158,6 +215,10 @@ class Keys:
         return f"{self.base(0)}:schedules:last-run"
 
     @property
+    def schedules_paused(self) -> str:
+        return f"{self.base(0)}:schedules:paused"
+
+    @property
     def workflows(self) -> str:
         return f"{self.prefix}:workflows"
 
@@ -166,12 +227,23 @@ class Keys:
         return f"{self.prefix}:shards"
 
     @property
+    def generation(self) -> str:
+        """A random token written when missing: a new one means Redis lost the state."""
+        return f"{self.prefix}:generation"
+
+    @property
     def workers(self) -> str:
         return f"{self.prefix}:workers"
 
     @property
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead-letters"
+
+    @property
+    def fsync_mark(self) -> str:
+        """Incremented by the fsync barrier (``_durability``) on its own connection, so
+        that its WAITAOF waits for a write made after every write it must cover."""
+        return f"{self.prefix}:fsync"
 
     @property
     def run_ended_channel(self) -> str:

@@ -1,0 +1,174 @@
+--- The library every script includes: the loader replaces a script's
+--- `--- @include "lib"` line with this file (Redis EVAL has no includes). Local functions
+--- only: Redis forbids scripts to create globals.
+
+-- The key base `<prefix>:{<shard>}` of any key of a shard: the key up to its hash tag
+-- (the first `{...}`, as Redis Cluster reads it).
+local function base_of(key) return string.match(key, '^[^{]*{[^}]*}') end
+local function key_clock_offset(base) return base .. ':clock-offset' end
+
+-- The shard's clock, in milliseconds, as a string: Redis TIME (every machine agrees on
+-- it) plus the virtual clock's offset, which only a time-skipping test environment
+-- writes (aiki/_time_skipping.py). In production the offset key is absent: this costs
+-- one GET of a missing key in the slot the script already works in. `key` is any key
+-- of the shard (the offset has one copy per shard, so a cluster finds it in the slot).
+local function now_ms(key)
+  local t = redis.call('TIME')
+  local ms = t[1] * 1000 + math.floor(t[2] / 1000)
+  local offset = redis.call('GET', key_clock_offset(base_of(key)))
+  if offset then ms = ms + tonumber(offset) end
+  return tostring(ms)
+end
+
+-- A run in one of these statuses never changes again.
+local function is_terminal(status)
+  return status == 'completed' or status == 'failed' or status == 'cancelled'
+end
+
+-- The revision fence of an executor's write: the run must exist, be running, and be at
+-- `revision` (taking a run increments it, so a worker that lost its claim writes
+-- nothing). Returns the HMGET reply {status, revision, extra fields...}, or nil and the
+-- refusal to return (MISSING, STALE).
+local function fence(run, revision, ...)
+  local st = redis.call('HMGET', run, 'status', 'revision', ...)
+  if not st[1] then return nil, redis.error_reply('MISSING run') end
+  if st[1] ~= 'running' or st[2] ~= revision then
+    return nil, redis.error_reply('STALE run is ' .. st[1] .. ' at revision ' .. st[2])
+  end
+  return st
+end
+
+-- Key builders: exactly the names of aiki/_store/_keys.py (a test compares them).
+-- `base` is a shard's key base, `<prefix>:{<shard>}`.
+local function key_base(prefix, shard) return prefix .. ':{' .. shard .. '}' end
+local function shard_of(id)
+  local digits = string.sub(id, 1, 2)
+  if string.match(digits, '^%x%x$') then return tonumber(digits, 16) end
+  return 0
+end
+local function key_run(base, id) return base .. ':run:' .. id end
+local function key_tasks(base, id) return key_run(base, id) .. ':tasks' end
+local function key_events(base, id) return key_run(base, id) .. ':events' end
+local function key_children(base, id) return key_run(base, id) .. ':children' end
+local function key_stream(base, workflow, version)
+  return base .. ':stream:' .. workflow .. ':' .. version
+end
+local function key_reference(base, workflow, reference_id)
+  return base .. ':reference:' .. workflow .. ':' .. reference_id
+end
+local function key_runs(base) return base .. ':runs' end
+local function key_ended(base) return base .. ':ended' end
+local function key_timers(base) return base .. ':timers' end
+local function key_config(base) return base .. ':config' end
+local function key_index(base, kind, value) return base .. ':index:' .. kind .. ':' .. value end
+local function key_indexed(base, id) return key_run(base, id) .. ':indexed' end
+
+-- Search indexes: sorted sets of run ids scored by creation time (ms), one per value of
+-- a filter (`key_index(base, kind, value)`): status, workflow, version, reference id,
+-- and each attribute a workflow sets (kind `attr:<name>`). A listing intersects them on
+-- the server (find_runs), newest first. Moves run `id` from the status index of `old`
+-- (nil for a new run) to that of `new`: EVERY script that changes a run's status calls
+-- this, so a status filter is exact without reading the runs.
+local function index_status(run, id, old, new)
+  if old == new then return end
+  local base = base_of(run)
+  if old then redis.call('ZREM', key_index(base, 'status', old), id) end
+  redis.call('ZADD', key_index(base, 'status', new), redis.call('HGET', run, 'created_at'), id)
+end
+
+-- Adds run `id` (created at `created`) to the index `kind`:`value`, and the index to
+-- the run's `indexed` set: pruning the run removes it from every index it is in.
+local function index_add(base, id, created, kind, value)
+  local key = key_index(base, kind, value)
+  redis.call('ZADD', key, created, id)
+  redis.call('SADD', key_indexed(base, id), key)
+end
+
+local function index_remove(base, id, kind, value)
+  local key = key_index(base, kind, value)
+  redis.call('ZREM', key, id)
+  redis.call('SREM', key_indexed(base, id), key)
+end
+
+-- An ended run is kept for the configured retention (the shard's config retention_ms),
+-- then its keys expire by themselves; the shard's `ended` set lets the retention daemon
+-- drop its index entry too.
+local function retain(base, id, now)
+  redis.call('ZADD', key_ended(base), now, id)
+  local ms = redis.call('HGET', key_config(base), 'retention_ms')
+  if not ms then return end
+  for _, key in ipairs({key_run(base, id), key_tasks(base, id), key_events(base, id),
+      key_children(base, id)}) do
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+
+-- A child that ends puts its parent back in its stream if the parent waits for it.
+-- A child lives in its parent's shard, so the parent's keys are in this slot too.
+local function wake_parent(base, parent, now)
+  if not parent then return end
+  local pkey = key_run(base, parent)
+  local p = redis.call('HMGET', pkey, 'status', 'workflow', 'version', 'id')
+  if p[1] == 'awaiting_child_workflow' then
+    local msg = redis.call('XADD', key_stream(base, p[2], p[3]), '*', 'run', p[4])
+    redis.call('HSET', pkey, 'status', 'queued', 'message', msg, 'updated_at', now)
+    index_status(pkey, p[4], p[1], 'queued')
+    redis.call('ZREM', key_timers(base), p[4])
+  end
+end
+
+-- Creates a run (revision 0): enqueued in its stream, or scheduled on the timers when
+-- `start_at` (ms, '' for now) is in the future; indexed by creation time, status,
+-- workflow and version.
+local function create_run(run, stream, runs, timers, id, workflow, version, payload, now,
+    start_at, timeout_ms)
+  redis.call('HSET', run, 'id', id, 'workflow', workflow, 'version', version,
+    'payload', payload, 'revision', 0, 'attempts', 0, 'created_at', now, 'updated_at', now)
+  local status = 'queued'
+  if start_at ~= '' and tonumber(start_at) > tonumber(now) then
+    status = 'scheduled'
+    redis.call('HSET', run, 'status', status, 'wake_at', start_at)
+    redis.call('ZADD', timers, start_at, id)
+  else
+    local msg = redis.call('XADD', stream, '*', 'run', id)
+    redis.call('HSET', run, 'status', status, 'message', msg)
+  end
+  if timeout_ms ~= '' then redis.call('HSET', run, 'timeout_ms', timeout_ms) end
+  redis.call('ZADD', runs, now, id)
+  local base = base_of(run)
+  index_status(run, id, nil, status)
+  index_add(base, id, now, 'workflow', workflow)
+  index_add(base, id, now, 'version', version)
+end
+
+-- Takes a run for execution: fences out any previous executor (revision + 1) and
+-- returns all the run needs to replay: {'ok', revision, workflow, version, payload,
+-- {address, record, ...}, errors, {event field, JSON, ...}, now (ms), started_at,
+-- timeout_ms}; or {'missing'}, {'ended', status}, {'not-runnable', status}, {'bad-run',
+-- why} (keys that are not hashes: a message naming something else; never an error that
+-- would stop a batch).
+local function take(run, tasks, events, worker, message, now)
+  for _, key in ipairs({run, tasks, events}) do
+    local kind = redis.call('TYPE', key)['ok']
+    if kind ~= 'hash' and kind ~= 'none' then
+      return {'bad-run', key .. ' is a ' .. kind .. ', not a hash'}
+    end
+  end
+  local st = redis.call('HMGET', run, 'status', 'workflow', 'version', 'payload',
+    'started_at', 'errors', 'timeout_ms', 'trace', 'id')
+  if not st[1] then return {'missing'} end
+  if is_terminal(st[1]) then return {'ended', st[1]} end
+  if st[1] ~= 'queued' and st[1] ~= 'running' then return {'not-runnable', st[1]} end
+  local rev = redis.call('HINCRBY', run, 'revision', 1)
+  redis.call('HINCRBY', run, 'attempts', 1)
+  redis.call('HSET', run, 'status', 'running', 'worker', worker, 'message', message,
+    'updated_at', now)
+  index_status(run, st[9], st[1], 'running')
+  local started = st[5]
+  if not started then
+    started = now
+    redis.call('HSET', run, 'started_at', now)
+  end
+  return {'ok', rev, st[2], st[3], st[4], redis.call('HGETALL', tasks), st[6] or '[]',
+    redis.call('HGETALL', events), now, started, st[7] or '', st[8] or ''}
+end

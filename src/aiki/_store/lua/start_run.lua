@@ -1,0 +1,55 @@
+--- start_run: create a run and enqueue it (or schedule it for `start_at`).
+-- KEYS: run, stream, runs, reference, children, timers
+-- ARGV: id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at, timeout_ms, sensitive, trace
+-- `start_at` is a time (ms), '+<ms>' for that long from now on this shard's clock (a
+-- client's clock may be off, and a test environment's is virtual), or '' for now.
+-- The reference and children keys are only touched with a reference id / a parent (they
+-- are still real key names under the prefix, so a prefix-limited ACL allows the call).
+-- Returns {run id, 1} when created, {existing run id, 0} for an idempotent repeat (same
+-- reference id, or a child run that a replay starts again). `trace` is the starter's
+-- trace context (W3C headers as JSON, or ''), continued by whichever worker executes it.
+--- @include "lib"
+local run, stream, runs, reference, children, timers =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at,
+  timeout_ms, sensitive, trace =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
+  ARGV[11]
+
+local ref_value = nil
+if reference_id ~= '' then
+  local digest = redis.sha1hex(payload)
+  local existing = redis.call('GET', reference)
+  if existing then
+    local sep = string.find(existing, ':', 1, true)
+    local existing_id = string.sub(existing, 1, sep - 1)
+    if string.sub(existing, sep + 1) == digest or on_conflict == 'return_existing' then
+      return {existing_id, 0}
+    end
+    return redis.error_reply('CONFLICT run ' .. existing_id ..
+      ' already has reference id ' .. reference_id .. ' with a different payload')
+  end
+  ref_value = id .. ':' .. digest
+end
+if redis.call('EXISTS', run) == 1 then
+  if parent_id ~= '' then return {id, 0} end
+  return redis.error_reply('EXISTS run ' .. id .. ' already exists')
+end
+local now = now_ms(run)
+if string.sub(start_at, 1, 1) == '+' then
+  start_at = string.format('%d', now + tonumber(string.sub(start_at, 2)))
+end
+create_run(run, stream, runs, timers, id, workflow, version, payload, now, start_at,
+  timeout_ms)
+if sensitive == '1' then redis.call('HSET', run, 'sensitive', '1') end
+if trace ~= '' then redis.call('HSET', run, 'trace', trace) end
+if ref_value then
+  redis.call('HSET', run, 'reference_id', reference_id)
+  redis.call('SET', reference, ref_value)
+  index_add(base_of(run), id, now, 'reference', reference_id)
+end
+if parent_id ~= '' then
+  redis.call('HSET', run, 'parent', parent_id)
+  redis.call('SADD', children, id)
+end
+return {id, 1}
