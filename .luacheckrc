@@ -10,6 +10,9 @@ local library = {
   "key_tasks", "key_events", "key_children", "key_stream", "key_reference", "key_runs",
   "key_ended", "key_timers", "key_config", "key_clock_offset", "key_index", "key_indexed",
   "index_status", "index_add", "index_remove", "retain", "wake_parent", "create_run", "take",
+  -- priorities
+  "key_queue", "key_held", "sibling", "is_held", "enqueue", "requeue", "drop_message",
+  "take_next",
 }
 
 files["src/aiki/_store/lua/*.lua"] = {read_globals = library}

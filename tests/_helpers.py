@@ -83,3 +83,17 @@ async def wait_until(
                 return
             await trio.sleep(interval)
     pytest.fail(f"condition not reached within {timeout} s: {what or predicate!r}")
+
+
+async def take(
+    store: Any, workflow: str, version: str, run_id: str, worker: str, message_id: str
+) -> Any:
+    """Take ``run_id`` for ``worker`` as if its message ``message_id`` was read from
+    the version's stream (the store's take, raising its refusal): a TakenRun."""
+    from aiki._store import Message, TakeRefused, shard_of
+
+    stream = store.keys.stream(workflow, version, shard_of(run_id))
+    _held, taken = await store.take_run(Message(stream, message_id, {"run": run_id}), worker)
+    if isinstance(taken, TakeRefused):
+        raise taken
+    return taken

@@ -289,6 +289,7 @@ class Client:
         sensitive: bool = False,
         shards: int = 1,
         result_type: PayloadType = UNTYPED,
+        priority: int = 0,
     ) -> RunHandle:
         request = StartRequest.build(
             workflow,
@@ -302,6 +303,7 @@ class Client:
             sensitive=sensitive,
             shards=shards,
             max_payload_bytes=self.max_payload_bytes,
+            priority=priority,
         )
         run_id = await self._backend.start(request)
         return RunHandle(self, run_id, workflow, version, result_type)
@@ -314,6 +316,7 @@ class Client:
         timeout: float | None,
         shards: int = 1,
         result_type: PayloadType = UNTYPED,
+        priority: int = 0,
     ) -> list[RunHandle]:
         # Every payload is checked before anything is written.
         requests = [
@@ -324,6 +327,7 @@ class Client:
                 timeout=timeout,
                 shards=shards,
                 max_payload_bytes=self.max_payload_bytes,
+                priority=priority,
             )
             for p in payloads
         ]

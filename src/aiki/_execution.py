@@ -75,6 +75,16 @@ class Executor:
         self._in_flight[message.key] = (message, scope)
         nursery.start_soon(self._execute, store, message, scope, taken)
 
+    def _holds(self, read: Message, held: Message, scope: trio.CancelScope) -> None:
+        """The execution of the message ``read`` holds ``held`` instead (it took a run
+        with a priority in its place): track that one (heartbeats, control orders)."""
+        if held.key != read.key:
+            self._in_flight.pop(read.key, None)
+            self._in_flight[held.key] = (held, scope)
+            if read.key in self._abandoned:
+                self._abandoned.discard(read.key)
+                self._abandoned.add(held.key)
+
     def _release(self, message: Message) -> None:
         self._in_flight.pop(message.key, None)
         self._slot_freed.set()
@@ -109,22 +119,26 @@ class Executor:
         finished = False
         try:
             with scope:
-                run_id = message.run_id
-                if not run_id:
+                if not message.run_id and not message.is_doorbell:
                     await store.dead_letter(
                         message.stream, message.id, message.fields, "message has no 'run' field"
                     )
                     return
                 try:
-                    if isinstance(pre_taken, TakeRefused):
-                        raise pre_taken
-                    if pre_taken is None:
-                        pre_taken = await self._retrying(
-                            "take run", lambda: store.take_run(run_id, self.id, message.id)
+                    outcome = pre_taken
+                    if outcome is None:
+                        read = message
+                        message, took = await self._retrying(
+                            "take run", lambda: store.take_run(read, self.id)
                         )
-                    run: TakenRun = pre_taken
+                        self._holds(read, message, scope)
+                        outcome = took
+                    if isinstance(outcome, TakeRefused):
+                        raise outcome
+                    run: TakenRun = outcome
                     taken = run
                 except TakeRefused as refused:
+                    run_id = message.run_id
                     if refused.reason in ("missing", "bad-run"):
                         why = (
                             f"run {run_id} does not exist"
@@ -133,7 +147,7 @@ class Executor:
                         )
                         log.warning("message %s dead-lettered: %s", message.id, why)
                         await store.dead_letter(message.stream, message.id, message.fields, why)
-                    else:
+                    elif refused.reason != "spare":  # (a spare doorbell is acked already)
                         await store.ack(message.stream, message.id)
                     finished = True
                     return

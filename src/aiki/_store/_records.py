@@ -98,6 +98,8 @@ class RunRecord:
     tasks: dict[str, dict[str, Any]] | None = None
     sensitive: bool = False
     attributes: dict[str, str] = field(default_factory=dict)
+    #: 0 (none) to 100: among a version's waiting runs, higher ones are taken first.
+    priority: int = 0
 
     @property
     def ended(self) -> bool:
@@ -137,6 +139,7 @@ class RunRecord:
             updated_at=_ms(data.get("updated_at")),
             ended_at=_ms(data.get("ended_at")),
             sensitive=data.get("sensitive") == "1",
+            priority=int(data.get("priority") or 0),
             attributes=_serde.loads(data.get("attributes")) or {},
             tasks=None
             if tasks is None
@@ -166,6 +169,7 @@ class RunRecord:
             "reference_id": self.reference_id,
             "attributes": dict(self.attributes),
             "sensitive": self.sensitive,
+            "priority": self.priority,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
@@ -215,6 +219,8 @@ class TakeRefused(Exception):
 
 
 NO_RUN = TakeRefused("no-run")
+#: A doorbell for a priority queue that has no run left (one it rang for was cancelled).
+SPARE = TakeRefused("spare")
 
 
 def taken_from_reply(run_id: str, reply: Any) -> TakenRun | TakeRefused:

@@ -43,6 +43,7 @@ class StartRun(Binding):
         "timeout_ms",
         "sensitive",
         "trace",
+        "priority",
     )
     run: str
     stream: str
@@ -61,17 +62,17 @@ class StartRun(Binding):
     timeout_ms: Arg
     sensitive: str
     trace: str
+    priority: Arg
 
 
 @script("take_run")
 class TakeRun(Binding):
-    KEYS = ("run", "tasks", "events")
-    ARGV = ("worker", "message")
-    run: str
-    tasks: str
-    events: str
+    KEYS = ("stream",)
+    ARGV = ("worker", "message", "id")
+    stream: str
     worker: str
     message: str
+    id: str
 
 
 @script("read_and_take")
@@ -297,6 +298,7 @@ class FireSchedule(Binding):
         "version",
         "payload",
         "timeout_ms",
+        "priority",
     )
     due: str
     last_run: str
@@ -312,6 +314,7 @@ class FireSchedule(Binding):
     version: str
     payload: str
     timeout_ms: Arg
+    priority: Arg
 
 
 @script("pause_schedule")
@@ -338,7 +341,7 @@ class ResumeSchedule(Binding):
 @script("trigger_schedule")
 class TriggerSchedule(Binding):
     KEYS = ("schedules", "last_run", "run", "stream", "runs")
-    ARGV = ("schedule", "id", "workflow", "version", "payload", "timeout_ms")
+    ARGV = ("schedule", "id", "workflow", "version", "payload", "timeout_ms", "priority")
     schedules: str
     last_run: str
     run: str
@@ -350,6 +353,7 @@ class TriggerSchedule(Binding):
     version: str
     payload: str
     timeout_ms: Arg
+    priority: Arg
 
 
 @script("raise_shards")

@@ -30,6 +30,7 @@ class StartOps(StoreBase):
         sensitive: bool = False,
         shards: int = 1,
         trace: str = "",
+        priority: int | None = None,
     ) -> str:
         """Create a run and enqueue it (or schedule it for ``start_at_ms``, or for
         ``start_delay_ms`` from now on Redis's clock), in one script.
@@ -40,6 +41,8 @@ class StartOps(StoreBase):
         ``"return_existing"`` returns it anyway. A child run (``parent_id``) started again
         by a replay with the same ``run_id`` is not created twice. ``trace``: the starter's
         trace context, stored with the run for the workers that execute it.
+        ``priority`` (0..100, checked by the caller); None: a child run inherits its
+        parent's, any other run has none (0).
         """
         if on_conflict not in ("error", "return_existing"):
             raise ConfigurationError(
@@ -72,6 +75,7 @@ class StartOps(StoreBase):
                 timeout_ms="" if timeout is None else int(timeout * 1000),
                 sensitive="1" if sensitive else "",
                 trace=trace,
+                priority="" if priority is None else priority,
             ).call(self.redis)
         except ScriptRefused as refused:
             if refused.code == "CONFLICT":
@@ -88,6 +92,7 @@ class StartOps(StoreBase):
         *,
         timeout: float | None = None,
         trace: str = "",
+        priority: int = 0,
     ) -> None:
         """Create and enqueue several runs ``(run id, payload JSON)`` in ONE round trip
         (a pipeline of start scripts; each run is created atomically by its own; each
@@ -113,6 +118,7 @@ class StartOps(StoreBase):
                 timeout_ms=timeout_ms,
                 sensitive="",
                 trace=trace,
+                priority=str(priority),
             ).evalsha()
             for run_id, payload_json in items
         ]

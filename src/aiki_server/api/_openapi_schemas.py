@@ -85,6 +85,13 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Search attributes the workflow set (ctx.set_attributes)",
             },
             "sensitive": {"type": "boolean"},
+            "priority": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100,
+                "description": "0 (none) to 100: a version's waiting runs with a higher "
+                "priority are taken first",
+            },
             "created_at": _nullable({"type": "integer", "description": "Unix time, ms"}),
             "started_at": _nullable({"type": "integer"}),
             "updated_at": _nullable({"type": "integer"}),

@@ -15,6 +15,7 @@ from aiki import (
     UnknownWorkflow,
 )
 from aiki.engine import (
+    MAX_PRIORITY,
     RUN_STATUSES,
     StartRequest,
     Store,
@@ -54,6 +55,9 @@ START_RUN = Model(
         Field("timeout", "number", minimum=0, exclusive_minimum=True, maximum=MAX_SECONDS,
               message=f"timeout must be a number of seconds > 0 and <= {MAX_SECONDS}, or null"),
         Field("sensitive", "boolean", default=False),
+        Field("priority", "integer", minimum=0, maximum=MAX_PRIORITY, default=0,
+              description="0 (none, the default) to 100: among the version's waiting runs, "
+              "those with a higher priority are taken first."),
     ),
     unknown_last=True,
 )  # fmt: skip
@@ -134,6 +138,7 @@ async def start_from_request(
             start_at_ms=values["start_at_ms"],
             timeout=values["timeout"],
             sensitive=values["sensitive"],
+            priority=values["priority"],
             max_payload_bytes=settings.max_payload_bytes,
         )
     except PayloadTooLarge as exc:
