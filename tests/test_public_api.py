@@ -154,7 +154,7 @@ EMBEDDED = [
 
 SERVER = ["ServerHandle", "Settings", "create_app", "serve_server"]
 
-CODECS = ["Codec", "CodecError", "Compression", "Encryption"]
+CODECS = ["Codec", "CodecError", "Compression", "Encryption", "describe", "load_keys"]
 
 MODULES = [
     (aiki, AIKI),

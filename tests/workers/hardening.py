@@ -74,6 +74,15 @@ class Child:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    async def wait_serving(self, timeout: float = 30.0) -> None:
+        """Until a worker child has logged that it serves (its start-up is over: its
+        connections are open and its loops run), so that a fault injected next hits a
+        running worker, not one still starting on a loaded machine."""
+        with trio.fail_after(timeout):
+            while " serving " not in self.log():
+                assert self.alive, f"worker exited while starting:\n{self.log()[-3000:]}"
+                await trio.sleep(0.05)
+
 
 async def _stop(proc: trio.Process) -> None:
     with trio.CancelScope(shield=True):

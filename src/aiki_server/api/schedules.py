@@ -135,7 +135,5 @@ async def trigger(schedule_id: str) -> Response:
     except (ConfigurationError, ValueError) as exc:
         raise ApiError(409, "invalid_state", f"schedule {schedule_id!r}: {exc}") from None
     run = await store.get_run(run_id)
-    return json_response(
-        {"result": "started", "id": schedule_id, "run": run.to_json() if run else {"id": run_id}},
-        201,
-    )
+    shown = current_state().shown(run.to_json()) if run else {"id": run_id}
+    return json_response({"result": "started", "id": schedule_id, "run": shown}, 201)

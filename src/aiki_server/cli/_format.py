@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .._present import duration, prepare_tasks, timeline
+from .._present import Sealed, duration, prepare_tasks, readable, timeline
 
 
 def print_json(data: Any) -> None:
@@ -40,6 +40,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def short_json(value: Any, limit: int = 2000) -> str:
+    if isinstance(value, Sealed):  # encrypted data the server could not decode
+        return str(value)
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "\n... (use --json for all)"
 
@@ -66,6 +68,7 @@ def concurrency_rows(run: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def show_run(run: dict[str, Any]) -> None:
+    run = readable(run)  # envelopes the server could not decode, described
     created = run.get("created_at")
 
     def at(ms: int | None) -> str:
@@ -140,7 +143,7 @@ def show_run(run: dict[str, Any]) -> None:
                     if created and isinstance(beat_at, int)
                     else ""
                 )
-                details = json.dumps(beat.get("details"))
+                details = short_json(beat.get("details"))
                 click.echo(f"  task {i}. {t['name']} last heartbeat{at_text}: {details}")
     events = timeline(run, tasks)
     if events:
