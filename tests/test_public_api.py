@@ -25,6 +25,7 @@ AIKI = [
     "ChildHandle",
     "Client",
     "CodecError",
+    "Concurrency",
     "ConfigurationError",
     "ConnectionFailed",
     "EventTimeout",

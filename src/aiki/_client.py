@@ -290,6 +290,8 @@ class Client:
         sensitive: bool = False,
         shards: int = 1,
         result_type: PayloadType = UNTYPED,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> RunHandle:
         request = StartRequest.build(
             workflow,
@@ -303,6 +305,8 @@ class Client:
             sensitive=sensitive,
             shards=shards,
             max_payload_bytes=self.max_payload_bytes,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
         )
         run_id = await self._backend.start(request)
         return RunHandle(self, run_id, workflow, version, result_type)
@@ -315,8 +319,12 @@ class Client:
         timeout: float | None,
         shards: int = 1,
         result_type: PayloadType = UNTYPED,
+        *,
+        concurrency_keys: Sequence[str | None] | None = None,
+        concurrency_limit: int | None = None,
     ) -> list[RunHandle]:
         # Every payload is checked before anything is written.
+        keys = concurrency_keys or [None] * len(payloads)
         requests = [
             StartRequest.build(
                 workflow,
@@ -325,8 +333,10 @@ class Client:
                 timeout=timeout,
                 shards=shards,
                 max_payload_bytes=self.max_payload_bytes,
+                concurrency_key=key,
+                concurrency_limit=concurrency_limit,
             )
-            for p in payloads
+            for p, key in zip(payloads, keys, strict=True)
         ]
         run_ids = await self._backend.start_many(requests)
         return [RunHandle(self, run_id, workflow, version, result_type) for run_id in run_ids]

@@ -16,6 +16,7 @@ import trio
 
 from . import _serde, _tracing
 from ._backoff import retrying
+from ._concurrency import count_wait
 from ._context import Suspend, WorkflowContext
 from ._determinism import ends_in_divergence
 from ._errors import (
@@ -56,6 +57,7 @@ class Executor:
     workflow_registry: WorkflowRegistry
     executions_finished: int
     rate_limit_waits: dict[str, list[float]]
+    concurrency_waits: dict[str, dict[str, list[float]]]
     # Keyed by (stream, message id): ids are unique per stream only, and two streams
     # (workflow versions) hand out the same id for messages added in the same ms.
     _in_flight: dict[tuple[str, str], tuple[Message, trio.CancelScope]]
@@ -124,6 +126,8 @@ class Executor:
                         )
                     run: TakenRun = pre_taken
                     taken = run
+                    if run.concurrency_waited_ms is not None:
+                        count_wait(self.concurrency_waits, run, run.concurrency_waited_ms)
                 except TakeRefused as refused:
                     if refused.reason in ("missing", "bad-run"):
                         why = (
@@ -241,7 +245,13 @@ class Executor:
                 counts[1] += wait
             return reserved, wait
 
-        async def start_child(workflow: str, ver: str, payload_json: str, child_id: str) -> str:
+        async def start_child(
+            workflow: str,
+            ver: str,
+            payload_json: str,
+            child_id: str,
+            concurrency: tuple[str | None, int | None],
+        ) -> str:
             child_def = self.workflow_registry.get(workflow, ver)
             timeout = child_def.timeout if child_def is not None else None
             trace = _tracing.trace_carrier()  # the child's executions join this trace
@@ -255,6 +265,8 @@ class Executor:
                     parent_id=taken.id,
                     timeout=timeout,
                     trace=trace,
+                    concurrency_key=concurrency[0],
+                    concurrency_limit=concurrency[1],
                 ),
             )
 

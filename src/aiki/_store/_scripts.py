@@ -43,6 +43,8 @@ class StartRun(Binding):
         "timeout_ms",
         "sensitive",
         "trace",
+        "concurrency_key",
+        "concurrency_limit",
     )
     run: str
     stream: str
@@ -61,6 +63,8 @@ class StartRun(Binding):
     timeout_ms: Arg
     sensitive: str
     trace: str
+    concurrency_key: str
+    concurrency_limit: Arg
 
 
 @script("take_run")

@@ -57,6 +57,16 @@ def show_error(error: dict[str, Any], title: str) -> None:
         click.echo(indent(str(error["traceback"]).rstrip(), "    "))
 
 
+def concurrency_rows(run: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A run of a version with ``concurrency=``: its key and limit (none otherwise)."""
+    limit = run.get("concurrency_limit")
+    if limit is None:
+        return []
+    key = run.get("concurrency_key")
+    what = f"key {key!r}, limit {limit}" if key is not None else f"version-wide, limit {limit}"
+    return [("concurrency", what)]
+
+
 def show_run(run: dict[str, Any]) -> None:
     run = readable(run)  # envelopes the server could not decode, described
     created = run.get("created_at")
@@ -78,6 +88,7 @@ def show_run(run: dict[str, Any]) -> None:
         ("attempts", run.get("attempts")),
         ("worker", run.get("worker") or "-"),
         ("reference id", run.get("reference_id") or "-"),
+        *concurrency_rows(run),
         ("created", when(created)),
         ("started", at(run.get("started_at"))),
         ("ended", at(ended)),

@@ -61,6 +61,7 @@ BADGES = {
     "paused": "warn",
     "awaiting_retry": "warn",
     "awaiting_rate_limit": "wait",
+    "awaiting_concurrency": "wait",
     "sleeping": "idle",
     "awaiting_event": "idle",
     "awaiting_child_workflow": "idle",

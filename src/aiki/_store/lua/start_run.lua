@@ -1,6 +1,6 @@
 --- start_run: create a run and enqueue it (or schedule it for `start_at`).
 -- KEYS: run, stream, runs, reference, children, timers
--- ARGV: id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at, timeout_ms, sensitive, trace
+-- ARGV: id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at, timeout_ms, sensitive, trace, concurrency_key, concurrency_limit
 -- `start_at` is a time (ms), '+<ms>' for that long from now on this shard's clock (a
 -- client's clock may be off, and a test environment's is virtual), or '' for now.
 -- The reference and children keys are only touched with a reference id / a parent (they
@@ -8,13 +8,15 @@
 -- Returns {run id, 1} when created, {existing run id, 0} for an idempotent repeat (same
 -- reference id, or a child run that a replay starts again). `trace` is the starter's
 -- trace context (W3C headers as JSON, or ''), continued by whichever worker executes it.
+-- `concurrency_limit` ('' for none) and `concurrency_key` ('' for the version's shared
+-- key): a run with no free slot for its key waits `awaiting_concurrency` (lib.lua).
 --- @include "lib"
 local run, stream, runs, reference, children, timers =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at,
-  timeout_ms, sensitive, trace =
+  timeout_ms, sensitive, trace, concurrency_key, concurrency_limit =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
-  ARGV[11]
+  ARGV[11], ARGV[12], ARGV[13]
 
 local ref_value = nil
 if reference_id ~= '' then
@@ -40,7 +42,7 @@ if string.sub(start_at, 1, 1) == '+' then
   start_at = string.format('%d', now + tonumber(string.sub(start_at, 2)))
 end
 create_run(run, stream, runs, timers, id, workflow, version, payload, now, start_at,
-  timeout_ms)
+  timeout_ms, concurrency_key, concurrency_limit)
 if sensitive == '1' then redis.call('HSET', run, 'sensitive', '1') end
 if trace ~= '' then redis.call('HSET', run, 'trace', trace) end
 if ref_value then
