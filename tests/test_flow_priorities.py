@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
 from _helpers import running_worker, wait_until
 from workers import flow_worker
 from workers.flow_worker import prioritized, prioritized_v1

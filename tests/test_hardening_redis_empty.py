@@ -92,6 +92,10 @@ async def test_server_and_workers_survive_redis_coming_back_empty(
         aiki.client(redis_url=url) as client,
     ):
         children = {"server": server, "worker 1": w1, "worker 2": w2}
+        # The outage must hit running workers (one still starting under load may exit on
+        # a failed start-up connection, as a start-up error should).
+        await w1.wait_serving()
+        await w2.wait_serving()
         # Both paths work before the outage (the HTTP start waits for a registration).
         run_id = await _http_start(server.base_url, "before")
         before = client.get_handle(run_id, "hard-echo", "1")

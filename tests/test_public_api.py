@@ -25,6 +25,7 @@ AIKI = [
     "ChildHandle",
     "Client",
     "CodecError",
+    "Concurrency",
     "ConfigurationError",
     "ConnectionFailed",
     "EventTimeout",
@@ -91,6 +92,7 @@ ERRORS = [
 ]
 
 ENGINE = [
+    "Backoff",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_RESULT_BYTES",
     "DURABILITY_MODES",
@@ -154,7 +156,7 @@ EMBEDDED = [
 
 SERVER = ["ServerHandle", "Settings", "create_app", "serve_server"]
 
-CODECS = ["Codec", "CodecError", "Compression", "Encryption"]
+CODECS = ["Codec", "CodecError", "Compression", "Encryption", "describe", "load_keys"]
 
 MODULES = [
     (aiki, AIKI),

@@ -4,6 +4,7 @@ The public API is exactly ``__all__``; everything else lives in private modules.
 """
 
 from ._client import Client, RunHandle, client
+from ._concurrency import Concurrency
 from ._context import ChildHandle, WorkflowContext
 from ._errors import (
     AikiError,
@@ -45,6 +46,7 @@ __all__ = [
     "ChildHandle",
     "Client",
     "CodecError",
+    "Concurrency",
     "ConfigurationError",
     "ConnectionFailed",
     "EventTimeout",

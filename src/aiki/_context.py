@@ -37,7 +37,8 @@ log = logging.getLogger("aiki.worker")
 RecordTask = Callable[[str, dict[str, Any]], Awaitable[None]]
 TaskAttempt = Callable[[str, dict[str, Any], int | None], Awaitable[None]]
 AcquireRate = Callable[[RateLimit, str | None, int], Awaitable[tuple[bool, float]]]
-StartChild = Callable[[str, str, str, str], Awaitable[str]]
+#: (workflow, version, payload JSON, child id, (concurrency key, limit)) -> child id
+StartChild = Callable[[str, str, str, str, tuple[str | None, int | None]], Awaitable[str]]
 GetRun = Callable[[str], Awaitable[Any]]
 SetAttributes = Callable[[dict[str, str | None]], Awaitable[None]]
 
@@ -319,7 +320,12 @@ class WorkflowContext:
         raise Suspend("awaiting_event", timeout_at, event=(name, index))
 
     async def _child(
-        self, workflow: str, version: str, payload: Any, types: Signature | None = None
+        self,
+        workflow: str,
+        version: str,
+        payload: Any,
+        types: Signature | None = None,
+        concurrency: tuple[str | None, int | None] = (None, None),
     ) -> ChildHandle:
         if self._start_child is None:
             raise RuntimeError("child workflows need a worker-run context")
@@ -339,7 +345,7 @@ class WorkflowContext:
         stored = self._codecs.wrap(payload)  # the address above hashed the plaintext
         payload_json = _serde.dumps(stored, what="child payload")
         _tracing.event("aiki.child_started", workflow=workflow, child_id=child_id)
-        await self._start_child(workflow, version, payload_json, child_id)
+        await self._start_child(workflow, version, payload_json, child_id, concurrency)
         now = self.now_ms()
         await self._record(
             address,

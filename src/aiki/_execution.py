@@ -16,6 +16,7 @@ import trio
 
 from . import _serde, _tracing
 from ._backoff import retrying
+from ._concurrency import count_wait
 from ._context import Suspend, WorkflowContext
 from ._determinism import ends_in_divergence
 from ._errors import (
@@ -56,6 +57,7 @@ class Executor:
     workflow_registry: WorkflowRegistry
     executions_finished: int
     rate_limit_waits: dict[str, list[float]]
+    concurrency_waits: dict[str, dict[str, list[float]]]
     # Keyed by (stream, message id): ids are unique per stream only, and two streams
     # (workflow versions) hand out the same id for messages added in the same ms.
     _in_flight: dict[tuple[str, str], tuple[Message, trio.CancelScope]]
@@ -137,6 +139,8 @@ class Executor:
                         raise outcome
                     run: TakenRun = outcome
                     taken = run
+                    if run.concurrency_waited_ms is not None:
+                        count_wait(self.concurrency_waits, run, run.concurrency_waited_ms)
                 except TakeRefused as refused:
                     run_id = message.run_id
                     if refused.reason in ("missing", "bad-run"):
@@ -255,7 +259,13 @@ class Executor:
                 counts[1] += wait
             return reserved, wait
 
-        async def start_child(workflow: str, ver: str, payload_json: str, child_id: str) -> str:
+        async def start_child(
+            workflow: str,
+            ver: str,
+            payload_json: str,
+            child_id: str,
+            concurrency: tuple[str | None, int | None],
+        ) -> str:
             child_def = self.workflow_registry.get(workflow, ver)
             timeout = child_def.timeout if child_def is not None else None
             trace = _tracing.trace_carrier()  # the child's executions join this trace
@@ -269,6 +279,8 @@ class Executor:
                     parent_id=taken.id,
                     timeout=timeout,
                     trace=trace,
+                    concurrency_key=concurrency[0],
+                    concurrency_limit=concurrency[1],
                 ),
             )
 
@@ -339,6 +351,7 @@ class Executor:
                 _tracing.fail(span, timeout)  # the run fails: its span says so too
                 error = _serde.error_record(timeout)
                 error["non_retryable"] = True
+                error = self.client.codecs.seal_error(error)
                 await self._retrying(
                     "record timeout", lambda: store.finish_run(taken, message.id, error=error)
                 )
@@ -360,6 +373,7 @@ class Executor:
             message=f"the run's outcome could not be recorded: {error['message']}"[:2000],
             non_retryable=True,
         )
+        error = self.client.codecs.seal_error(error)
         try:
             with trio.CancelScope(shield=True), trio.move_on_after(5.0):
                 await store.finish_run(taken, message.id, error=error)
@@ -438,6 +452,12 @@ class Executor:
         since_retry = attempt - max(
             (i + 1 for i, e in enumerate(taken.errors) if e.get("retried_at")), default=0
         )
+        plain_message = error["message"]
+        if not isinstance(decisive, CodecError):
+            # What Redis holds (encode_errors=True). A worker that cannot decode the
+            # run's data records why in clear (key ids only, no data): else the starter,
+            # whose key is not this worker's, could not read why its run failed.
+            error = self.client.codecs.seal_error(error)
         if non_retryable or not policy.should_retry(since_retry, decisive):
             log.info(
                 "run %s (%s@%s) failed: %s: %s",
@@ -445,7 +465,7 @@ class Executor:
                 taken.workflow,
                 taken.version,
                 error["type"],
-                error["message"],
+                plain_message,
             )
             error["attempts"] = [*taken.errors, {k: v for k, v in error.items()}]
             await self._retrying(

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from . import _serde, _tracing
 from ._backoff import retrying
+from ._concurrency import MAX_LIMIT, check_key
 from ._errors import ConfigurationError, InvalidPayload, UnknownWorkflow
 from ._notify import RunEndedListener
 from ._redis import ScriptRefused
@@ -167,6 +168,10 @@ class StartRequest:
     timeout: float | None = None
     sensitive: bool = False
     shards: int = 1
+    #: The run's concurrency key ("" = its version's one shared key) and the version's
+    #: limit; both None for a version without ``concurrency=`` (see aiki._concurrency).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     priority: int = 0
 
     @classmethod
@@ -185,6 +190,8 @@ class StartRequest:
         sensitive: bool = False,
         shards: int = 1,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
         priority: int = 0,
     ) -> StartRequest:
         """Validate a start and encode its payload. ``delay`` (seconds from now),
@@ -223,6 +230,7 @@ class StartRequest:
             raise ConfigurationError(
                 f"shards must be a whole number from 1 to 256, got {shards!r}", field="shards"
             )
+        _check_concurrency(workflow, version, concurrency_key, concurrency_limit)
         priority = check_priority(priority)
         return cls(
             workflow=workflow,
@@ -235,8 +243,30 @@ class StartRequest:
             timeout=None if timeout is None else float(timeout),
             sensitive=sensitive,
             shards=shards,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
             priority=priority,
         )
+
+
+def _check_concurrency(workflow: str, version: str, key: Any, limit: Any) -> None:
+    """A start's concurrency: a limit (int >= 1) with a key ("" for the version's shared
+    one), or neither."""
+    if limit is None:
+        if key is not None:
+            raise ConfigurationError(
+                f"workflow {workflow!r} version {version!r} declares no concurrency limit: "
+                "concurrency_key has no effect",
+                field="concurrency_key",
+            )
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ConfigurationError(
+            f"concurrency limit must be a whole number from 1 to {MAX_LIMIT}, got {limit!r}",
+            field="concurrency_limit",
+        )
+    if key != "":
+        check_key(key, f"workflow {workflow!r} version {version!r}")
 
 
 @dataclass(frozen=True)
@@ -289,7 +319,12 @@ async def start_run(
     (``EXISTS``, or its reference id) instead of creating a second one."""
     if registered:
         request = await registered_request(store, request, check)
-    run_id = choose_run_id(request.workflow, request.shards, reference_id=request.reference_id)
+    run_id = choose_run_id(
+        request.workflow,
+        request.shards,
+        reference_id=request.reference_id,
+        concurrency_key=request.concurrency_key,
+    )
     with _tracing.start_span(request.workflow, request.version) as span:
         if span is not None:
             span.set_attribute("aiki.run.id", run_id)
@@ -327,6 +362,8 @@ async def _start_one(
                 sensitive=request.sensitive,
                 priority=request.priority,
                 trace=trace,
+                concurrency_key=request.concurrency_key,
+                concurrency_limit=request.concurrency_limit,
             )
         except ScriptRefused as refused:
             if attempts > 1 and refused.code == "EXISTS":
@@ -361,11 +398,12 @@ async def start_runs(
         return []
     first = requests[0]
     for r in requests:
-        if (r.workflow, r.version, r.timeout, r.shards, r.priority) != (
+        if (r.workflow, r.version, r.timeout, r.shards, r.concurrency_limit, r.priority) != (
             first.workflow,
             first.version,
             first.timeout,
             first.shards,
+            first.concurrency_limit,
             first.priority,
         ) or (r.reference_id, r.start_at_ms, r.start_delay_ms, r.sensitive) != (
             None,
@@ -374,9 +412,16 @@ async def start_runs(
             False,
         ):
             raise ConfigurationError("start_runs takes plain starts of one version")
-    items = [(choose_run_id(first.workflow, first.shards), r.payload_json) for r in requests]
+    items = [
+        (
+            choose_run_id(first.workflow, first.shards, concurrency_key=r.concurrency_key),
+            r.payload_json,
+            r.concurrency_key,
+        )
+        for r in requests
+    ]
     if listener is not None:
-        for run_id, _ in items:  # watched before they exist, as for start_run
+        for run_id, *_ in items:  # watched before they exist, as for start_run
             listener.watch(run_id)
     try:
         with _tracing.start_span(first.workflow, first.version) as span:
@@ -389,10 +434,11 @@ async def start_runs(
                 timeout=first.timeout,
                 priority=first.priority,
                 trace=_tracing.trace_carrier(),
+                concurrency_limit=first.concurrency_limit,
             )
     except BaseException:
         if listener is not None:
-            for run_id, _ in items:
+            for run_id, *_ in items:
                 listener.forget(run_id)
         raise
-    return [run_id for run_id, _ in items]
+    return [run_id for run_id, *_ in items]

@@ -72,6 +72,7 @@ class Loops(Executor):
         self.instance = uuid.uuid4().hex  # tells this process from another with our id
         self.redis_resets = 0
         self.rate_limit_waits = {}  # limit name -> [inline waits, seconds, parks]
+        self.concurrency_waits = {}  # "workflow@version" -> key -> [waits, seconds]
         self.shard_count = 1
         self._generation: str | None = None
         self._started_ms = wall_ms()
@@ -285,6 +286,7 @@ class Loops(Executor):
             "executions_finished": self.executions_finished,
             "redis_resets": self.redis_resets,
             "rate_limit_waits": self.rate_limit_waits,
+            "concurrency_waits": self.concurrency_waits,
         }
 
     async def _claim_id(self, store: Store) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ._concurrency import Concurrency
 from ._errors import ConfigurationError
 from ._retry import Retry
 from ._types import Signature
@@ -33,7 +34,7 @@ def _check_name(kind: str, value: object) -> str:
 class WorkflowVersion:
     """One version of a workflow: its run function. Made by ``@workflow.v("1.0.0")``."""
 
-    __slots__ = ("workflow", "version", "fn", "retry", "timeout", "shards", "types")
+    __slots__ = ("workflow", "version", "fn", "retry", "timeout", "shards", "types", "concurrency")
 
     def __init__(
         self,
@@ -43,6 +44,7 @@ class WorkflowVersion:
         retry: Retry | None = None,
         timeout: float | None = None,
         shards: int = 1,
+        concurrency: Concurrency | None = None,
     ) -> None:
         self.workflow = workflow
         self.version = version
@@ -50,12 +52,27 @@ class WorkflowVersion:
         self.retry = retry or Retry.never()
         self.timeout = timeout
         self.shards = shards
+        self.concurrency = concurrency
         # run(ctx, payload: In) -> Out: what a start validates and a wait returns.
         self.types = Signature(fn, 1, f"workflow {workflow.name!r} version {version!r}")
 
     @property
     def name(self) -> str:
         return self.workflow.name
+
+    def _concurrency(self, payload: Any, key: Any) -> tuple[str | None, int | None]:
+        """A run's ``(concurrency key, limit)``, or ``(None, None)`` for a version without
+        ``concurrency=``; ConfigurationError (field ``concurrency_key``) for a key given
+        to a version without a limit, or a bad key (nothing is written then)."""
+        where = f"workflow {self.name!r} version {self.version!r}"
+        if self.concurrency is None:
+            if key is not None:
+                raise ConfigurationError(
+                    f"{where} declares no concurrency= limit: concurrency_key= has no effect",
+                    field="concurrency_key",
+                )
+            return None, None
+        return self.concurrency.key_of(payload, key, where), self.concurrency.limit
 
     async def start(
         self,
@@ -67,6 +84,7 @@ class WorkflowVersion:
         delay: float | None = None,
         start_at: datetime | None = None,
         sensitive: bool = False,
+        concurrency_key: str | None = None,
         priority: int = 0,
     ) -> RunHandle:
         """Start a run of this version with ``payload``; returns its handle at once.
@@ -85,8 +103,11 @@ class WorkflowVersion:
         With an annotated payload parameter, ``payload`` (an instance or JSON that fits)
         is validated first: :class:`aiki.InvalidPayload` names the path of a bad field
         and nothing is written. The handle's ``wait_for_completion`` returns the return
-        annotation's type.
+        annotation's type. ``concurrency_key`` names the run's key for the version's
+        ``concurrency=`` limit (instead of its key function's; see
+        :class:`aiki.Concurrency`).
         """
+        key, limit = self._concurrency(payload, concurrency_key)
         return await client._start_run(
             self.name,
             self.version,
@@ -99,6 +120,8 @@ class WorkflowVersion:
             sensitive=sensitive,
             shards=self.shards,
             result_type=self.types.output,
+            concurrency_key=key,
+            concurrency_limit=limit,
             priority=priority,
         )
 
@@ -110,6 +133,7 @@ class WorkflowVersion:
         it falls back to one request per run. ``priority``: every run's (see
         :meth:`start`)."""
         wire = [self.types.input.dump(p) for p in payloads]  # all checked before a write
+        keys = [self._concurrency(p, None)[0] for p in payloads]
         return await client._start_many(
             self.name,
             self.version,
@@ -117,6 +141,8 @@ class WorkflowVersion:
             self.timeout,
             self.shards,
             self.types.output,
+            concurrency_keys=keys,
+            concurrency_limit=self.concurrency.limit if self.concurrency else None,
             priority=priority,
         )
 
@@ -150,12 +176,16 @@ class WorkflowVersion:
         )
         return await client.create_schedule(sched)
 
-    async def start_as_child(self, ctx: WorkflowContext, payload: Any = None) -> ChildHandle:
+    async def start_as_child(
+        self, ctx: WorkflowContext, payload: Any = None, *, concurrency_key: str | None = None
+    ) -> ChildHandle:
         """Start a run of this version as a child of the run ``ctx`` belongs to.
 
         Memoized like a task: a replay gets the same child, never a second one.
-        Cancelling the parent cancels the child."""
-        return await ctx._child(self.name, self.version, payload, self.types)
+        Cancelling the parent cancels the child. ``concurrency_key`` as for
+        :meth:`start` (a child lives in its parent's shard: see docs/flow-control.md)."""
+        concurrency = self._concurrency(payload, concurrency_key)
+        return await ctx._child(self.name, self.version, payload, self.types, concurrency)
 
     def __repr__(self) -> str:
         return f"<aiki.WorkflowVersion {self.name!r} {self.version!r}>"
@@ -175,6 +205,7 @@ class Workflow:
         retry: Retry | None = None,
         timeout: float | None = None,
         shards: int = 1,
+        concurrency: Concurrency | None = None,
     ) -> Callable[[WorkflowFunction], WorkflowVersion]:
         """Decorate ``async def run(ctx, payload)`` as version ``version`` of this workflow.
 
@@ -185,6 +216,8 @@ class Workflow:
         ``shards`` spreads the version's runs (and its stream) over that many shards,
         each its own hash slot: on Redis Cluster, set it to at least the number of
         masters so the version's load is spread over them (see docs/operations.md).
+        ``concurrency`` (an :class:`aiki.Concurrency`) limits how many of the version's
+        runs execute at once, per key or in all (see docs/flow-control.md).
         """
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"workflow {self.name!r}: timeout must be > 0 seconds")
@@ -196,6 +229,12 @@ class Workflow:
             )
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError(f"workflow {self.name!r}: retry must be an aiki.Retry")
+        if concurrency is not None and not isinstance(concurrency, Concurrency):
+            raise ConfigurationError(
+                f"workflow {self.name!r}: concurrency must be an aiki.Concurrency, "
+                f"got {concurrency!r}",
+                field="concurrency",
+            )
 
         def decorate(fn: WorkflowFunction) -> WorkflowVersion:
             if not inspect.iscoroutinefunction(fn):
@@ -206,7 +245,7 @@ class Workflow:
                 raise ConfigurationError(
                     f"workflow {self.name!r} already has a version {version!r}"
                 )
-            wv = WorkflowVersion(self, version, fn, retry, timeout, shards)
+            wv = WorkflowVersion(self, version, fn, retry, timeout, shards, concurrency)
             self._versions[version] = wv
             return wv
 

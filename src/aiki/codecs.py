@@ -15,15 +15,16 @@ rotate. Keys are never part of a message, a repr or a log line.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _serde
-from ._errors import AikiError, CodecError
+from ._errors import AikiError, CodecError, ConfigurationError
 
-__all__ = ["Codec", "CodecError", "Compression", "Encryption"]
+__all__ = ["Codec", "CodecError", "Compression", "Encryption", "describe", "load_keys"]
 
 PREFIX = "aiki:codec/1:"
 
@@ -49,6 +50,9 @@ class Compression(Codec):
 
     def __init__(self, *, level: int = 6, min_size: int = 256) -> None:
         self.level, self.min_size = level, min_size
+
+    def __repr__(self) -> str:
+        return f"<aiki.codecs.Compression level={self.level} min_size={self.min_size}>"
 
     def encode(self, data: bytes) -> tuple[str, bytes]:
         if len(data) < self.min_size:
@@ -119,14 +123,16 @@ class Encryption(Codec):
 class Chain:
     """The client's codecs in order: ``wrap`` a JSON value into an envelope string,
     ``unwrap`` one back (anything not an envelope is returned as it is: data stored
-    before codecs were set stays readable)."""
+    before codecs were set stays readable). With ``errors``, error messages and
+    tracebacks are wrapped too (:meth:`seal_error`)."""
 
-    def __init__(self, codecs: Sequence[Codec] = ()) -> None:
+    def __init__(self, codecs: Sequence[Codec] = (), *, errors: bool = False) -> None:
         for codec in codecs:
             if not isinstance(codec, Codec):
                 raise AikiError(f"codecs must be aiki.codecs.Codec instances, got {codec!r}")
         self.codecs = tuple(codecs)
         self.by_family = {c.family: c for c in self.codecs}
+        self.errors = errors and bool(self.codecs)
 
     def __bool__(self) -> bool:
         return bool(self.codecs)
@@ -159,5 +165,88 @@ class Chain:
             data = codec.decode(name, data)
         return _serde.loads(data)
 
+    def seal_error(self, error: dict[str, Any]) -> dict[str, Any]:
+        """An error record to store: its ``message`` and ``traceback`` wrapped when
+        the chain encodes errors (its ``type`` stays readable, for the dashboard's
+        lists and the retry rules); else ``error`` itself."""
+        if not self.errors:
+            return error
+        sealed = dict(error)
+        for name in _ERROR_TEXTS:
+            if isinstance(sealed.get(name), str):
+                sealed[name] = self.wrap_json(_serde.dumps(sealed[name]))
+        return sealed
+
+    def open_error(self, error: dict[str, Any]) -> dict[str, Any]:
+        """A stored error record with its wrapped texts decoded; a text this process
+        cannot decode is described instead (``[encrypted with key id '1' (...): not
+        decrypted: ...]``): an error is still reported, never hidden by another one."""
+        if not any(describe(error.get(name)) for name in _ERROR_TEXTS):
+            return error
+        opened = dict(error)
+        for name in _ERROR_TEXTS:
+            value = opened.get(name)
+            what = describe(value)
+            if what is None:
+                continue
+            try:
+                opened[name] = str(self.unwrap(value))
+            except (CodecError, ValueError) as exc:
+                opened[name] = f"[{what}: not decrypted: {exc}]"
+        return opened
+
+
+_ERROR_TEXTS = ("message", "traceback")
 
 NO_CODECS = Chain()
+
+
+def describe(value: Any) -> str | None:
+    """What a stored envelope is, for people (the dashboard, ``aiki runs show``):
+    ``encrypted with key id '1' (zlib, aesgcm/1; 312 bytes)``; None for anything that is
+    not an envelope. Never decodes anything: it needs no key and reveals no data."""
+    if not (isinstance(value, str) and value.startswith(PREFIX)):
+        return None
+    names, _, encoded = value[len(PREFIX) :].partition(":")
+    steps = [n for n in names.split(",") if n]
+    size = len(encoded) * 3 // 4
+    key_ids = [n.partition("/")[2] for n in steps if n.startswith("aesgcm/")]
+    how = ", ".join(steps) or "no codec"
+    if key_ids:
+        return f"encrypted with key id {key_ids[-1]!r} ({how}; {size} bytes)"
+    return f"encoded ({how}; {size} bytes)"
+
+
+def load_keys(text: str, *, source: str = "keys") -> dict[str, bytes]:
+    """Encryption keys from text: ``<key id>:<base64 key>`` entries, one per line or
+    separated by commas, the CURRENT key first (``2:q83v...,1:Zm9v...``); blank lines and
+    ``#`` comments are skipped. For ``Encryption(load_keys(...))`` in workers and the
+    server (``AIKI_CODEC_KEYS``, ``AIKI_CODEC_KEYS_FILE``). Errors name ``source`` and
+    the entry's position and key id, never the key."""
+    keys: dict[str, bytes] = {}
+    entries = [
+        e.strip()
+        for line in text.splitlines()
+        if not line.strip().startswith("#")
+        for e in line.split(",")
+        if e.strip()
+    ]
+    for n, entry in enumerate(entries, 1):
+        key_id, sep, encoded = entry.partition(":")
+        key_id = key_id.strip()
+        if not sep or not key_id:
+            raise ConfigurationError(f"{source}: entry {n} must be '<key id>:<base64 key>'")
+        if key_id in keys:
+            raise ConfigurationError(f"{source}: key id {key_id!r} is given twice")
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) not in (16, 24, 32):
+            raise ConfigurationError(
+                f"{source}: key id {key_id!r} (entry {n}) must be the base64 of 16, 24 or 32 bytes"
+            )
+        keys[key_id] = key
+    if not keys:
+        raise ConfigurationError(f"{source}: no key given")
+    return keys

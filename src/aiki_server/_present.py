@@ -1,9 +1,39 @@
 """How runs are presented to people, shared by the dashboard and ``aiki runs show``:
-durations as text, tasks in order with their durations, and a run's timeline."""
+durations as text, tasks in order with their durations, a run's timeline, and data the
+server could not decode shown as what it is ("encrypted with key id '1'")."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from aiki.codecs import describe
+
+
+class Sealed(str):
+    """A stored value shown as a description (``[encrypted with key id '1' (...)]``):
+    printed as it is, not as a JSON string."""
+
+
+def readable(data: Any) -> Any:
+    """An API answer (a run's JSON) for people: each codec envelope the server could not
+    decode replaced by a :class:`Sealed` description, with the server's reason (its
+    ``codec_errors``) when it had keys but not the right one. Base64 is never shown."""
+    problems = (data.get("codec_errors") or {}) if isinstance(data, dict) else {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, str):
+            what = describe(node)
+            if what is None:
+                return node
+            why = problems.get(path or ".")
+            return Sealed(f"[{what}: not decrypted: {why}]" if why else f"[{what}]")
+        if isinstance(node, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    return walk(data, "")
 
 
 def duration(ms: float | None) -> str:

@@ -49,9 +49,11 @@ def _path(parts: list[Any]) -> str:
 
 def check_payload(registration: dict[str, Any], payload: Any) -> None:
     """Raise InvalidPayload (``field``: ``payload.<path>``) if ``payload`` does not fit
-    the registered input schema; nothing to check for an untyped version."""
+    the registered input schema; nothing to check for an untyped version, nor for a
+    payload that is not JSON here (a client's encrypted payload the server cannot read:
+    any other object)."""
     schema = registration.get("input_schema")
-    if not schema:
+    if not schema or not isinstance(payload, str | int | float | bool | list | dict | None):
         return
     try:
         errors = list(_validator(schema).iter_errors(payload))

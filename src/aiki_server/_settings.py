@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from aiki import ConfigurationError
+from aiki.codecs import Codec, Encryption, load_keys
 from aiki.engine import RedisAddress, check_durability, resolve_implementation
 
 from ._guards import normalize_origin
@@ -57,7 +58,11 @@ class Settings:
     Redis >= 7.2 or Valkey >= 8 with ``appendonly yes``, checked at start-up).
     ``allowed_origins``: web origins (``https://ops.example.com``) besides the server's
     own whose pages may send unsafe requests (POST, DELETE, ...) to it; others get a 403
-    (see :mod:`aiki_server._guards`).
+    (see :mod:`aiki_server._guards`). ``codecs``: the codecs (``aiki.codecs``) the server
+    decodes stored data with, to show it in the API, the CLI and the dashboard (e.g.
+    ``(Encryption(keys),)``; compressed data is always shown decoded). Without a key the
+    data is shown as encrypted. ``AIKI_CODEC_KEYS`` / ``AIKI_CODEC_KEYS_FILE`` (or
+    ``aiki server --codec-keys-file``) give the keys (see :func:`aiki.codecs.load_keys`).
     """
 
     redis_url: str | None = None
@@ -75,6 +80,7 @@ class Settings:
     request_timeout: float = 90.0
     durability: str = "none"
     allowed_origins: tuple[str, ...] = ()
+    codecs: tuple[Codec, ...] = ()
 
     def __repr__(self) -> str:  # API keys and Redis passwords never reach logs
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -166,6 +172,8 @@ class Settings:
         if self.redis_client is not None:
             resolve_implementation(self.redis_client)
         check_durability("Settings", self.durability)
+        if not isinstance(self.codecs, tuple) or not all(isinstance(c, Codec) for c in self.codecs):
+            raise ConfigurationError("codecs must be a tuple of aiki.codecs.Codec instances")
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
             raise ConfigurationError(f"data_dir must be a non-empty path, got {self.data_dir!r}")
 
@@ -195,6 +203,10 @@ class Settings:
                 ) from None
             except ConfigurationError as exc:
                 raise ConfigurationError(f"AIKI_API_KEYS_FILE is invalid: {exc}") from None
+        if "codecs" not in overrides:
+            codecs = _codecs_from_env(env)
+            if codecs:
+                values["codecs"] = codecs
         for var, name in _ENV.items():
             raw = env.get(var, "").strip()
             if not raw or name in overrides:
@@ -207,6 +219,31 @@ class Settings:
                 raise ConfigurationError(f"{var} is invalid: {detail}") from None
         values.update(overrides)
         return cls(**values)
+
+
+def codecs_from_keys_file(path: str, source: str) -> tuple[Codec, ...]:
+    """``(Encryption(keys),)`` with the keys of the file at ``path`` (one
+    ``<key id>:<base64 key>`` per line, the current key first). Errors name ``source``
+    and the file, never a key."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigurationError(f"{source} is invalid: {exc.strerror}: {path!r}") from None
+    return (Encryption(load_keys(text, source=f"{source} {path!r}")),)
+
+
+def _codecs_from_env(env: Mapping[str, str]) -> tuple[Codec, ...]:
+    """The codecs ``AIKI_CODEC_KEYS`` or ``AIKI_CODEC_KEYS_FILE`` give (not both)."""
+    inline = env.get("AIKI_CODEC_KEYS", "").strip()
+    path = env.get("AIKI_CODEC_KEYS_FILE", "").strip()
+    if inline and path:
+        raise ConfigurationError("set AIKI_CODEC_KEYS or AIKI_CODEC_KEYS_FILE, not both")
+    if path:
+        return codecs_from_keys_file(path, "AIKI_CODEC_KEYS_FILE")
+    if inline:
+        return (Encryption(load_keys(inline, source="AIKI_CODEC_KEYS")),)
+    return ()
 
 
 def _parse(raw: str, type_name: str) -> Any:

@@ -30,6 +30,7 @@ from aiki.engine import (
     watch_generation,
 )
 
+from ._decode import Decoder
 from ._errors import ApiError
 from ._metrics import RedisCollector
 from ._settings import Settings
@@ -42,6 +43,9 @@ class AppState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Envelopes of clients' codecs, decoded for the API and the dashboard when the
+        # settings give the codecs (aiki_server._decode).
+        self.decoder = Decoder(settings.codecs)
         self.store: Store | None = None
         self.listener: RunEndedListener | None = None
         self.redis_url: str | None = settings.redis_url
@@ -64,6 +68,11 @@ class AppState:
         # Runs, tasks, queues and workers, read from Redis when /metrics is scraped.
         self.collector = RedisCollector()
         self.registry.register(self.collector)
+
+    def shown(self, data: Any) -> Any:
+        """An API answer (a run's JSON, a history) as shown: envelopes decoded with the
+        server's codecs where it can (``codec_errors`` says where it could not)."""
+        return self.decoder.tree(data)
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -128,6 +137,8 @@ class AppState:
                         settings.prefix,
                         settings.durability,
                     )
+                    if self.decoder.keys_given:  # the codecs' reprs name key ids only
+                        log.info("showing encoded data decoded with %r", settings.codecs)
                     task_status.started()
                     await trio.sleep_forever()
         finally:

@@ -74,6 +74,15 @@ class Child:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    async def wait_serving(self, timeout: float = 30.0) -> None:
+        """Until a worker child has logged that it serves (its start-up is over: its
+        connections are open and its loops run), so that a fault injected next hits a
+        running worker, not one still starting on a loaded machine."""
+        with trio.fail_after(timeout):
+            while " serving " not in self.log():
+                assert self.alive, f"worker exited while starting:\n{self.log()[-3000:]}"
+                await trio.sleep(0.05)
+
 
 async def _stop(proc: trio.Process) -> None:
     with trio.CancelScope(shield=True):
@@ -125,9 +134,12 @@ async def aiki_server(
 async def aiki_worker(
     redis_url: str, target: str, log_path: Path, *args: str, prefix: str = "aiki"
 ) -> AsyncIterator[Child]:
-    """``aiki worker TARGET`` (a module in ``tests/workers``); stopped after."""
+    """``aiki worker TARGET`` (a module in ``tests/workers``), one process (no
+    supervisor: the tests count one process's log lines); stopped after."""
     proc = await _spawn(
-        ["worker", target, "--redis-url", redis_url, "--prefix", prefix, *args], log_path
+        ["worker", target, "--redis-url", redis_url, "--prefix", prefix, "--processes", "1"]
+        + list(args),
+        log_path,
     )
     child = Child(proc, log_path)
     try:

@@ -6,8 +6,10 @@ shard, the shard's timers and indexes, the run's children) lives in one hash slo
 every Lua script touches one slot. A run's shard is written in its id (the first two
 hex digits), so any process finds a run's keys from its id alone. A workflow version
 declared with ``shards=N`` spreads its runs over shards ``0..N-1`` (so over N slots, so
-over the cluster's masters); a child run lives in its parent's shard; schedules and the
-runs they start live in shard 0. Without ``shards=`` everything is in shard 0.
+over the cluster's masters); a child run lives in its parent's shard; a run of a version
+with ``concurrency=`` lives in its concurrency key's shard (``concurrency_shard``), so a
+key's slots and runs share one slot; schedules and the runs they start live in shard 0.
+Without ``shards=`` everything is in shard 0.
 
 ``{s}`` below is ``<prefix>:{<shard>}`` (``aiki:{0}``); ``{p}`` is the prefix alone.
 
@@ -50,6 +52,12 @@ key                                            type    what
                                                        task with timeout=/heartbeat_timeout=
 ``{s}:config``                                 hash    deployment settings the scripts read
                                                        (``retention_ms``), one copy per shard
+``{s}:concurrency:<workflow>:<version>:<key>`` set     the runs of a version's concurrency key
+                                                       (``<key>`` '' = the version's shared key)
+                                                       holding a slot: admitted, not ended
+``{s}:concurrency-waiting:<workflow>:``        list    the key's runs ``awaiting_concurrency``,
+``<version>:<key>``                                    first come first admitted (an entry
+                                                       whose run no longer waits is skipped)
 ``{p}:rate:{<name>[:<key>]}``                  string  a rate limit's state (GCRA: its theoretical
                                                        arrival time, ms); a slot per name+key
 ``{s}:clock-offset``                           string  the virtual clock's offset (ms) added to
@@ -94,7 +102,8 @@ id)``, ``key_tasks``, ``key_events``, ``key_children``, ``key_stream(base, workf
 version)``, ``key_queue`` and ``key_held`` (same arguments; ``sibling(stream, kind)``
 gives them from the stream's key), ``key_reference``, ``key_runs``, ``key_ended``,
 ``key_timers``, ``key_config``, ``key_clock_offset``, ``key_index(base, kind, value)``,
-``key_indexed(base, id)``, with ``base`` = ``key_base(prefix, shard)`` = ``{s}``
+``key_indexed(base, id)``, ``key_concurrency(base, workflow, version, key)``,
+``key_concurrency_waiting``, with ``base`` = ``key_base(prefix, shard)`` = ``{s}``
 (``base_of(key)`` gives it back from any key of the shard). They must give exactly the
 names above (``tests/test_lua.py`` compares them on a real Redis).
 
@@ -119,6 +128,7 @@ RUN_STATUSES = (
     "awaiting_event",
     "awaiting_retry",
     "awaiting_rate_limit",
+    "awaiting_concurrency",
     "awaiting_child_workflow",
     "paused",
     "completed",
@@ -137,6 +147,12 @@ def shard_of(run_id: str) -> int:
         return int(run_id[:2], 16) if len(run_id) >= 2 else 0
     except ValueError:
         return 0
+
+
+def concurrency_shard(workflow: str, key: str, shards: int) -> int:
+    """The shard of a concurrency key's runs: every run of one key counts against one
+    limit, so they all live in one slot (the version's shared key "" too)."""
+    return zlib.crc32(f"{workflow}\x1fconcurrency\x1f{key}".encode()) % max(1, shards)
 
 
 def with_shard(run_id: str, shard: int) -> str:
@@ -209,6 +225,14 @@ class Keys:
 
     def config(self, shard: int = 0) -> str:
         return f"{self.base(shard)}:config"
+
+    def concurrency(self, workflow: str, version: str, key: str, shard: int) -> str:
+        """The runs holding a slot of a version's concurrency key, in the key's shard."""
+        return f"{self.base(shard)}:concurrency:{workflow}:{version}:{key}"
+
+    def concurrency_waiting(self, workflow: str, version: str, key: str, shard: int) -> str:
+        """The runs waiting for a slot of a version's concurrency key (a list, FIFO)."""
+        return f"{self.base(shard)}:concurrency-waiting:{workflow}:{version}:{key}"
 
     def rate_limit(self, name: str, key: str | None = None) -> str:
         """A rate limit's state; the whole name (and key) is the hash tag, so on Redis

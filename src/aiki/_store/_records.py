@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _serde
-from ._keys import TERMINAL_STATUSES, reference_shard, shard_of
+from ._keys import TERMINAL_STATUSES, concurrency_shard, reference_shard, shard_of
 
 REDACTED = "[redacted]"
 
@@ -42,12 +42,16 @@ def choose_run_id(
     *,
     reference_id: str | None = None,
     parent_id: str | None = None,
+    concurrency_key: str | None = None,
 ) -> str:
     """A new run's id, in the shard it must live in: its parent's (a child's keys and its
-    parent's share a slot), its reference id's (so a repeated start meets the first
-    one), else a random one of the version's ``shards``."""
+    parent's share a slot), its concurrency key's (every run of a key counts against one
+    limit, in one slot), its reference id's (so a repeated start meets the first one),
+    else a random one of the version's ``shards``."""
     if parent_id:
         shard = shard_of(parent_id)
+    elif concurrency_key is not None:
+        shard = concurrency_shard(workflow, concurrency_key, shards)
     elif reference_id:
         shard = reference_shard(workflow, reference_id, shards)
     else:
@@ -98,6 +102,10 @@ class RunRecord:
     tasks: dict[str, dict[str, Any]] | None = None
     sensitive: bool = False
     attributes: dict[str, str] = field(default_factory=dict)
+    #: A run of a version with ``concurrency=``: its key (None: the version's shared
+    #: key) and limit. ``awaiting_concurrency`` while it waits for a slot.
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     #: 0 (none) to 100: among a version's waiting runs, higher ones are taken first.
     priority: int = 0
 
@@ -141,6 +149,8 @@ class RunRecord:
             sensitive=data.get("sensitive") == "1",
             priority=int(data.get("priority") or 0),
             attributes=_serde.loads(data.get("attributes")) or {},
+            concurrency_key=data.get("concurrency_key") or None,
+            concurrency_limit=_ms(data.get("concurrency_limit")),
             tasks=None
             if tasks is None
             else {address: _task(rec) for address, rec in tasks.items()},
@@ -169,6 +179,8 @@ class RunRecord:
             "reference_id": self.reference_id,
             "attributes": dict(self.attributes),
             "sensitive": self.sensitive,
+            "concurrency_key": self.concurrency_key,
+            "concurrency_limit": self.concurrency_limit,
             "priority": self.priority,
             "created_at": self.created_at,
             "started_at": self.started_at,
@@ -203,6 +215,10 @@ class TakenRun:
     timeout_ms: int | None = None
     #: The starter's trace context (W3C headers as JSON), or "" (see ``aiki._tracing``).
     trace: str = ""
+    #: The run's concurrency key ("": its version's shared key), and how long (ms) it
+    #: waited for its slot before this execution (None: it did not wait).
+    concurrency_key: str = ""
+    concurrency_waited_ms: int | None = None
 
     @property
     def deadline_ms(self) -> int | None:
@@ -249,6 +265,8 @@ def _taken_run(run_id: str, reply: Any) -> TakenRun:
         started_at_ms=int(reply[9]),
         timeout_ms=int(reply[10]) if text(reply[10]) else None,
         trace=text(reply[11]) if len(reply) > 11 else "",
+        concurrency_key=text(reply[12]) if len(reply) > 12 else "",
+        concurrency_waited_ms=int(reply[13]) if len(reply) > 13 and text(reply[13]) else None,
     )
 
 

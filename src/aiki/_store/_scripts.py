@@ -43,6 +43,8 @@ class StartRun(Binding):
         "timeout_ms",
         "sensitive",
         "trace",
+        "concurrency_key",
+        "concurrency_limit",
         "priority",
     )
     run: str
@@ -62,6 +64,8 @@ class StartRun(Binding):
     timeout_ms: Arg
     sensitive: str
     trace: str
+    concurrency_key: str
+    concurrency_limit: Arg
     priority: Arg
 
 

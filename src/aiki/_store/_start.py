@@ -30,6 +30,8 @@ class StartOps(StoreBase):
         sensitive: bool = False,
         shards: int = 1,
         trace: str = "",
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
         priority: int | None = None,
     ) -> str:
         """Create a run and enqueue it (or schedule it for ``start_at_ms``, or for
@@ -41,6 +43,8 @@ class StartOps(StoreBase):
         ``"return_existing"`` returns it anyway. A child run (``parent_id``) started again
         by a replay with the same ``run_id`` is not created twice. ``trace``: the starter's
         trace context, stored with the run for the workers that execute it.
+        ``concurrency_limit`` (with ``concurrency_key``, "" for the version's shared key):
+        the run executes only when a slot of its key is free (``aiki._concurrency``).
         ``priority`` (0..100, checked by the caller); None: a child run inherits its
         parent's, any other run has none (0).
         """
@@ -50,7 +54,11 @@ class StartOps(StoreBase):
                 field="on_conflict",
             )
         run_id = run_id or choose_run_id(
-            workflow, shards, reference_id=reference_id, parent_id=parent_id
+            workflow,
+            shards,
+            reference_id=reference_id,
+            parent_id=parent_id,
+            concurrency_key=concurrency_key if concurrency_limit else None,
         )
         k = self.keys
         shard = shard_of(run_id)
@@ -75,6 +83,8 @@ class StartOps(StoreBase):
                 timeout_ms="" if timeout is None else int(timeout * 1000),
                 sensitive="1" if sensitive else "",
                 trace=trace,
+                concurrency_key=concurrency_key or "",
+                concurrency_limit="" if concurrency_limit is None else int(concurrency_limit),
                 priority="" if priority is None else priority,
             ).call(self.redis)
         except ScriptRefused as refused:
@@ -88,17 +98,20 @@ class StartOps(StoreBase):
         self,
         workflow: str,
         version: str,
-        items: Sequence[tuple[str, str]],
+        items: Sequence[tuple[str, str, str | None]],
         *,
         timeout: float | None = None,
         trace: str = "",
+        concurrency_limit: int | None = None,
         priority: int = 0,
     ) -> None:
-        """Create and enqueue several runs ``(run id, payload JSON)`` in ONE round trip
-        (a pipeline of start scripts; each run is created atomically by its own; each
-        run id names its shard)."""
+        """Create and enqueue several runs ``(run id, payload JSON, concurrency key)`` in
+        ONE round trip (a pipeline of start scripts; each run is created atomically by its
+        own; each run id names its shard)."""
         k = self.keys
-        timeout_ms = "" if timeout is None else int(timeout * 1000)
+        # Strings: a pipeline's arguments are sent as they are (GLIDE takes no ints).
+        timeout_ms = "" if timeout is None else str(int(timeout * 1000))
+        limit = "" if concurrency_limit is None else str(int(concurrency_limit))
         commands: list[list[Any]] = [
             StartRun(
                 run=k.run(run_id),
@@ -118,9 +131,11 @@ class StartOps(StoreBase):
                 timeout_ms=timeout_ms,
                 sensitive="",
                 trace=trace,
+                concurrency_key=key or "",
+                concurrency_limit=limit,
                 priority=str(priority),
             ).evalsha()
-            for run_id, payload_json in items
+            for run_id, payload_json, key in items
         ]
         raise_first(await self._batch_with_script(StartRun.LUA, commands))
         await self.acknowledged()  # one fsync wait for the whole batch

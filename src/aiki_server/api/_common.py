@@ -56,5 +56,6 @@ async def controlled(run_id: str, action: Callable[[], Awaitable[Any]]) -> Respo
         raise run_not_found(run_id) from None
     except InvalidState as exc:
         raise ApiError(409, "invalid_state", str(exc)) from None
-    run = await current_state().require_store().get_run(run_id)
-    return json_response({"result": result, "run": run.to_json() if run else None})
+    state = current_state()
+    run = await state.require_store().get_run(run_id)
+    return json_response({"result": result, "run": state.shown(run.to_json()) if run else None})

@@ -85,6 +85,20 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Search attributes the workflow set (ctx.set_attributes)",
             },
             "sensitive": {"type": "boolean"},
+            "concurrency_key": _nullable(
+                {
+                    "type": "string",
+                    "description": "The run's key for its version's concurrency limit "
+                    "(null: the version's one shared key, or no limit)",
+                }
+            ),
+            "concurrency_limit": _nullable(
+                {
+                    "type": "integer",
+                    "description": "Its version's concurrency limit per key (null: none); "
+                    "status awaiting_concurrency while it waits for a slot",
+                }
+            ),
             "priority": {
                 "type": "integer",
                 "minimum": 0,

@@ -119,7 +119,7 @@ async def _letter(store: Store, letter_id: str) -> dict[str, Any]:
         raise _letter_not_found(letter_id)
     out = letter.to_json()
     run = await store.get_run(letter.run_id) if letter.run_id else None
-    out["run"] = run.to_json() if run is not None else None
+    out["run"] = current_state().shown(run.to_json()) if run is not None else None
     return out
 
 
@@ -157,4 +157,5 @@ async def requeue_dead_letter(letter_id: str) -> Response:
     run = await store.get_run(run_id) if run_id else None
     if run_id and run is None:
         raise run_not_found(run_id)
-    return json_response({"result": result, "run": run.to_json() if run else None})
+    shown = current_state().shown(run.to_json()) if run else None
+    return json_response({"result": result, "run": shown})

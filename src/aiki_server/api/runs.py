@@ -14,6 +14,7 @@ from aiki import (
     RunNotFound,
     UnknownWorkflow,
 )
+from aiki.codecs import describe as describe_envelope
 from aiki.engine import (
     MAX_PRIORITY,
     RUN_STATUSES,
@@ -35,6 +36,7 @@ from .._state import current_state
 from ._common import API, LIMIT, read_body
 
 blueprint = Blueprint("runs", __name__, url_prefix=API)
+_UNCHECKED = object()
 
 START_RUN = Model(
     "StartRunRequest",
@@ -128,6 +130,11 @@ async def start_from_request(
     client; this maps its errors to HTTP answers.
     """
     workflow, version = values["workflow"], values["version"]
+    # A client with codecs sends its payload encoded: checked once decoded, if this
+    # server has the codecs; else not here (the worker checks it with the types).
+    checkable, _ = current_state().decoder.value(values["payload"])
+    if describe_envelope(checkable) is not None:
+        checkable = _UNCHECKED
     try:
         start = StartRequest.build(
             workflow,
@@ -155,7 +162,7 @@ async def start_from_request(
             start,
             registered=True,
             retry_for=0.0,
-            check=lambda registration: check_payload(registration, values["payload"]),
+            check=lambda registration: check_payload(registration, checkable),
         )
     except InvalidPayload as exc:
         raise ApiError(422, "validation_error", str(exc), exc.field) from None
@@ -177,7 +184,7 @@ async def start_from_request(
     # A delayed start (``scheduled`` unless the time had already come: Redis decides),
     # or an idempotent repeat: the run as it is now.
     run = await store.get_run(outcome.run_id)
-    out = run.to_json() if run is not None else {"id": outcome.run_id}
+    out = current_state().shown(run.to_json()) if run is not None else {"id": outcome.run_id}
     out["created"] = outcome.created
     return (201 if outcome.created else 200), out
 
@@ -205,25 +212,29 @@ async def list_runs() -> Response:
         query["limit"],
         query["cursor"],
     )
-    return json_response({"runs": [r.to_json() for r in page], "next_cursor": next_cursor})
+    state = current_state()
+    runs = [state.shown(r.to_json()) for r in page]
+    return json_response({"runs": runs, "next_cursor": next_cursor})
 
 
 @blueprint.get("/runs/<run_id>")
 async def get_run(run_id: str) -> Response:
-    run = await current_state().require_store().get_run(run_id, with_tasks=True)
+    state = current_state()
+    run = await state.require_store().get_run(run_id, with_tasks=True)
     if run is None:
         raise run_not_found(run_id)
-    return json_response(run.to_json())
+    return json_response(state.shown(run.to_json()))
 
 
 @blueprint.get("/runs/<run_id>/history")
 async def run_history(run_id: str) -> Response:
     """The run's history document (``aiki.history/1``): what ``aiki.testing.replay``
     checks new workflow code against. Redacted for a sensitive run, like every read."""
-    run = await current_state().require_store().get_run(run_id, with_tasks=True)
+    state = current_state()
+    run = await state.require_store().get_run(run_id, with_tasks=True)
     if run is None:
         raise run_not_found(run_id)
-    return json_response(history_of(run))
+    return json_response(state.shown(history_of(run)))
 
 
 @blueprint.get("/runs/<run_id>/wait")
@@ -242,4 +253,4 @@ async def wait_run(run_id: str) -> Response:
     run = await store.get_run(run_id, with_tasks=True)
     if run is None:
         raise run_not_found(run_id)
-    return json_response(run.to_json(reveal=True))
+    return json_response(state.shown(run.to_json(reveal=True)))

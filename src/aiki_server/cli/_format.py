@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .._present import duration, prepare_tasks, timeline
+from .._present import Sealed, duration, prepare_tasks, readable, timeline
 
 
 def print_json(data: Any) -> None:
@@ -40,6 +40,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def short_json(value: Any, limit: int = 2000) -> str:
+    if isinstance(value, Sealed):  # encrypted data the server could not decode
+        return str(value)
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "\n... (use --json for all)"
 
@@ -55,7 +57,18 @@ def show_error(error: dict[str, Any], title: str) -> None:
         click.echo(indent(str(error["traceback"]).rstrip(), "    "))
 
 
+def concurrency_rows(run: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A run of a version with ``concurrency=``: its key and limit (none otherwise)."""
+    limit = run.get("concurrency_limit")
+    if limit is None:
+        return []
+    key = run.get("concurrency_key")
+    what = f"key {key!r}, limit {limit}" if key is not None else f"version-wide, limit {limit}"
+    return [("concurrency", what)]
+
+
 def show_run(run: dict[str, Any]) -> None:
+    run = readable(run)  # envelopes the server could not decode, described
     created = run.get("created_at")
 
     def at(ms: int | None) -> str:
@@ -75,6 +88,7 @@ def show_run(run: dict[str, Any]) -> None:
         ("attempts", run.get("attempts")),
         ("worker", run.get("worker") or "-"),
         ("reference id", run.get("reference_id") or "-"),
+        *concurrency_rows(run),
         ("priority", run.get("priority") or "0 (none)"),
         ("created", when(created)),
         ("started", at(run.get("started_at"))),
@@ -130,7 +144,7 @@ def show_run(run: dict[str, Any]) -> None:
                     if created and isinstance(beat_at, int)
                     else ""
                 )
-                details = json.dumps(beat.get("details"))
+                details = short_json(beat.get("details"))
                 click.echo(f"  task {i}. {t['name']} last heartbeat{at_text}: {details}")
     events = timeline(run, tasks)
     if events:

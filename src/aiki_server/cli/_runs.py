@@ -12,7 +12,7 @@ import click
 
 from aiki.engine import RUN_STATUSES, TERMINAL_STATUSES, HttpApi
 
-from .._present import duration
+from .._present import duration, readable
 from ._api import call_api
 from ._base import DEFAULT_URL, CliError, api_options, cli
 from ._format import print_json, show_run, table, when
@@ -123,7 +123,7 @@ def runs_list(
     for r in runs_:
         created, ended = r.get("created_at"), r.get("ended_at")
         took = duration((ended or now) - created) if created else "-"
-        error = r.get("error") or {}
+        error = readable(r).get("error") or {}
         rows.append(
             [
                 r["id"],
@@ -199,7 +199,7 @@ def runs_wait(run_id: str, timeout: float | None, url: str, as_json: bool) -> No
     if status not in TERMINAL:
         raise CliError(f"run {run_id} did not end within {timeout:g} s (status: {status})")
     if status == "failed":
-        error = data.get("error") or {}
+        error = readable(data).get("error") or {}
         raise CliError(f"run {run_id} failed: {error.get('type')}: {error.get('message')}")
     if status == "cancelled":
         raise CliError(f"run {run_id} was cancelled")

@@ -9,8 +9,10 @@ from typing import Any
 import click
 import trio
 
+import aiki
+
 from .._serve import ServerHandle, serve_server
-from .._settings import Settings
+from .._settings import Settings, codecs_from_keys_file
 from ._base import (
     CliError,
     cli,
@@ -26,6 +28,23 @@ _ALLOWED_ORIGIN_HELP = (
     "A web origin (https://ops.example.com) besides the server's own whose pages may "
     "send POST/DELETE requests; repeat for more [env AIKI_ALLOWED_ORIGINS, comma-separated]."
 )
+
+
+_CODEC_KEYS_FILE_HELP = (
+    "A file of encryption keys (one '<key id>:<base64 key>' per line, the current key "
+    "first) to show data that clients encrypted (aiki.codecs.Encryption) decrypted in the "
+    "API, the CLI and the dashboard [env AIKI_CODEC_KEYS_FILE, or AIKI_CODEC_KEYS]."
+)
+
+
+def _codecs(path: str | None) -> tuple[Any, ...] | None:
+    """The --codec-keys-file codecs, or None (then the environment applies)."""
+    if not path:
+        return None
+    try:
+        return codecs_from_keys_file(path, "--codec-keys-file")
+    except aiki.ConfigurationError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _origins(given: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -80,6 +99,7 @@ async def serve_http(
 @click.option("--prefix", default=None, help="Redis key prefix [env AIKI_PREFIX; aiki].")
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.option("--allowed-origin", "allowed_origins", multiple=True, help=_ALLOWED_ORIGIN_HELP)
+@click.option("--codec-keys-file", type=click.Path(dir_okay=False), help=_CODEC_KEYS_FILE_HELP)
 @durability_option
 @log_options
 def server(
@@ -89,6 +109,7 @@ def server(
     prefix: str | None,
     access_log: bool,
     allowed_origins: tuple[str, ...],
+    codec_keys_file: str | None,
     durability: str | None,
     log_level: str,
     log_format: str,
@@ -105,6 +126,7 @@ def server(
         prefix=prefix,
         allowed_origins=_origins(allowed_origins),
         durability=durability,
+        codecs=_codecs(codec_keys_file),
     )
     if settings.redis_url is None:
         raise CliError(
@@ -139,6 +161,7 @@ def server(
 )
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.option("--allowed-origin", "allowed_origins", multiple=True, help=_ALLOWED_ORIGIN_HELP)
+@click.option("--codec-keys-file", type=click.Path(dir_okay=False), help=_CODEC_KEYS_FILE_HELP)
 @durability_option
 @log_options
 def dev(
@@ -148,6 +171,7 @@ def dev(
     redis_port: int | None,
     access_log: bool,
     allowed_origins: tuple[str, ...],
+    codec_keys_file: str | None,
     durability: str | None,
     log_level: str,
     log_format: str,
@@ -165,6 +189,7 @@ def dev(
         data_dir=data_path,
         allowed_origins=_origins(allowed_origins),
         durability=durability,
+        codecs=_codecs(codec_keys_file),
     )
 
     async def serve_dev() -> None:
@@ -182,6 +207,7 @@ def dev(
                 data_dir=data_path,
                 allowed_origins=base.allowed_origins,
                 durability=base.durability,
+                codecs=base.codecs,
             )
 
             def banner(handle: ServerHandle) -> None:

@@ -30,7 +30,7 @@ from .._errors import ApiError
 from .._limits import DEFAULT_RUNS_LIMIT, MAX_LIST_LIMIT
 from .._observe import list_workers, queue_stats
 from .._paging import RunFilter, is_entry_id, list_runs_page
-from .._present import duration, prepare_tasks, timeline
+from .._present import Sealed, duration, prepare_tasks, readable, timeline
 from .._state import current_state
 
 blueprint = Blueprint("dashboard", __name__)
@@ -61,6 +61,7 @@ BADGES = {
     "paused": "warn",
     "awaiting_retry": "warn",
     "awaiting_rate_limit": "wait",
+    "awaiting_concurrency": "wait",
     "sleeping": "idle",
     "awaiting_event": "idle",
     "awaiting_child_workflow": "idle",
@@ -127,7 +128,10 @@ blueprint.add_app_template_filter(duration, "duration")
 
 @blueprint.app_template_filter("pretty")
 def _pretty(value: Any) -> str:
-    """JSON with indentation (escaped by the template like any text)."""
+    """JSON with indentation (escaped by the template like any text); a value shown
+    as a description (encrypted data) as that text."""
+    if isinstance(value, Sealed):
+        return str(value)
     try:
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
     except (TypeError, ValueError):
@@ -257,7 +261,7 @@ def _run_row(run: RunRecord, now: int) -> dict[str, Any]:
         "created_at": run.created_at,
         "duration_ms": (end - run.created_at) if run.created_at and end else None,
         "ended": run.ended,
-        "error": run.error,
+        "error": readable(current_state().shown(run.error)),
         "reference_id": run.reference_id,
         "attributes": run.attributes,
     }
@@ -282,11 +286,12 @@ def _attributes(raw: str, notes: list[str]) -> tuple[tuple[str, str], ...]:
 
 @blueprint.get("/runs/<run_id>")
 async def run_page(run_id: str) -> Any:
-    run = await current_state().require_store().get_run(run_id, with_tasks=True)
+    state = current_state()
+    run = await state.require_store().get_run(run_id, with_tasks=True)
     if run is None:
         return await html_error(404, f"no run with id {run_id!r}")
     now = _now_ms()
-    data = run.to_json()
+    data = readable(state.shown(run.to_json()))
     tasks = prepare_tasks(data.get("tasks"))
     start = run.created_at or min((t.get("started_at") or now for t in tasks), default=now)
     end = run.ended_at if run.ended and run.ended_at else now
@@ -368,11 +373,12 @@ async def workers_page() -> Any:
 
 @blueprint.get("/schedules")
 async def schedules_page() -> Any:
-    store = current_state().require_store()
+    state = current_state()
+    schedules = await read_schedules(state.require_store())
     return await render_template(
         "schedules.html",
         page="schedules",
-        schedules=await read_schedules(store),
+        schedules=[readable(state.shown(s)) for s in schedules],
     )
 
 

@@ -18,6 +18,7 @@ redis.call('HINCRBY', run, 'revision', 1)
 redis.call('HSET', run, 'status', 'cancelled', 'error', err, 'ended_at', now,
   'updated_at', now)
 index_status(run, id, st[1], 'cancelled')
+concurrency_release(run, id, st[1], now)
 if st[2] then
   drop_message(stream, group, st[2], id)
   redis.call('HDEL', run, 'message')

@@ -1,4 +1,5 @@
---- finish_run: record a run's outcome, ack its message and notify waiters.
+--- finish_run: record a run's outcome, ack its message and notify waiters; its
+--- concurrency slot (if any) goes to the next waiting run of its key.
 -- KEYS: run, stream
 -- ARGV: revision, status, field, value, message, group, channel, id, base
 -- `status` is completed|failed, `field` result|error, `value` JSON; `base` is the run's
@@ -13,6 +14,7 @@ if refused then return refused end
 local now = now_ms(run)
 redis.call('HSET', run, 'status', status, field, value, 'ended_at', now, 'updated_at', now)
 index_status(run, id, 'running', status)
+concurrency_release(run, id, 'running', now)
 redis.call('HDEL', run, 'message')
 drop_message(stream, group, message, id)
 redis.call('PUBLISH', channel, '{"id":"' .. id .. '","status":"' .. status ..

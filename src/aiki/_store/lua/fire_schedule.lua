@@ -21,7 +21,7 @@ else
 end
 if action ~= 'start' or redis.call('EXISTS', run) == 1 then return 2 end
 create_run(run, stream, runs, nil, id, workflow, version, payload, now_ms(run), '',
-  timeout_ms, priority)
+  timeout_ms, '', '', priority)
 redis.call('HSET', run, 'schedule', schedule, 'occurrence', occurrence)
 redis.call('HSET', last_run, schedule, id)
 return 1

@@ -73,6 +73,12 @@ local function key_timers(base) return base .. ':timers' end
 local function key_config(base) return base .. ':config' end
 local function key_index(base, kind, value) return base .. ':index:' .. kind .. ':' .. value end
 local function key_indexed(base, id) return key_run(base, id) .. ':indexed' end
+local function key_concurrency(base, workflow, version, key)
+  return base .. ':concurrency:' .. workflow .. ':' .. version .. ':' .. key
+end
+local function key_concurrency_waiting(base, workflow, version, key)
+  return base .. ':concurrency-waiting:' .. workflow .. ':' .. version .. ':' .. key
+end
 
 -- Search indexes: sorted sets of run ids scored by creation time (ms), one per value of
 -- a filter (`key_index(base, kind, value)`): status, workflow, version, reference id,
@@ -185,30 +191,114 @@ local function wake_parent(base, parent, now)
   end
 end
 
+-- Concurrency keys (aiki/_concurrency.py). A run of a version with `concurrency=` keeps
+-- its key and limit in its hash (`concurrency_key`, '' for the version's shared key;
+-- `concurrency_limit`), and `concurrency_slot` = '1' while it holds a slot: from its
+-- admission until it ends. The key's holders are a set, its waiting runs a list (FIFO),
+-- both in the run's shard (a key's runs all live in one shard).
+
+-- How many runs hold a slot of `holders`. Only when that reaches `limit`, members whose
+-- run ended or is gone are dropped first: every end releases its slot in the same
+-- script, so this only repairs state damaged from outside (keys deleted by hand).
+local function concurrency_holders(holders, limit)
+  local n = redis.call('SCARD', holders)
+  if n < limit then return n end
+  local base = base_of(holders)
+  for _, member in ipairs(redis.call('SMEMBERS', holders)) do
+    local status = redis.call('HGET', key_run(base, member), 'status')
+    if not status or is_terminal(status) then
+      redis.call('SREM', holders, member)
+      n = n - 1
+    end
+  end
+  return n
+end
+
+-- Gives run `id` a slot of its key when one is free; true if it holds one now.
+local function concurrency_admit(run, id, holders, limit)
+  if concurrency_holders(holders, tonumber(limit)) >= tonumber(limit) then return false end
+  redis.call('SADD', holders, id)
+  redis.call('HSET', run, 'concurrency_slot', '1')
+  return true
+end
+
+-- Puts run `id` at the end of its key's waiting list (the caller sets its status
+-- `awaiting_concurrency`; it has no message, so it holds no worker slot).
+local function concurrency_wait(run, id, waiting, now)
+  redis.call('RPUSH', waiting, id)
+  redis.call('HSET', run, 'concurrency_waiting_since', now)
+end
+
+-- A run that ends (`old` its status before) gives its slot back, and each freed slot goes
+-- to the key's first waiting run, enqueued at once: its stream message wakes a worker,
+-- nothing polls. A waiting run that ends (cancelled) leaves the list. Entries whose run no
+-- longer waits (paused, cancelled, taken again) are skipped.
+local function concurrency_release(run, id, old, now)
+  local c = redis.call('HMGET', run, 'concurrency_limit', 'concurrency_slot', 'concurrency_key',
+    'workflow', 'version')
+  if not c[1] then return end
+  local base = base_of(run)
+  if not c[2] then
+    if old == 'awaiting_concurrency' or old == 'paused' then
+      redis.call('LREM', key_concurrency_waiting(base, c[4], c[5], c[3]), 1, id)
+    end
+    return
+  end
+  redis.call('HDEL', run, 'concurrency_slot')
+  local holders = key_concurrency(base, c[4], c[5], c[3])
+  redis.call('SREM', holders, id)
+  local waiting = key_concurrency_waiting(base, c[4], c[5], c[3])
+  local limit = tonumber(c[1])
+  while redis.call('SCARD', holders) < limit do
+    local next_id = redis.call('LPOP', waiting)
+    if not next_id then break end
+    local run_key = key_run(base, next_id)
+    local w = redis.call('HMGET', run_key, 'status', 'concurrency_waiting_since')
+    if w[1] == 'awaiting_concurrency' then
+      redis.call('SADD', holders, next_id)
+      requeue(run_key, next_id, key_stream(base, c[4], c[5]), now)
+      redis.call('HSET', run_key, 'status', 'queued', 'concurrency_slot', '1',
+        'concurrency_waited_ms', tostring(tonumber(now) - tonumber(w[2] or now)),
+        'updated_at', now)
+      redis.call('HDEL', run_key, 'concurrency_waiting_since')
+      index_status(run_key, next_id, 'awaiting_concurrency', 'queued')
+    end
+  end
+end
+
 -- Creates a run (revision 0): enqueued in its stream, or scheduled on the timers when
--- `start_at` (ms, '' for now) is in the future; indexed by creation time, status,
--- workflow and version. `priority`: '' or '0' for none, else '1'..'100'.
+-- `start_at` (ms, '' for now) is in the future, or (a version with `concurrency=`, its
+-- `limit` not '') waiting for a slot of its concurrency `key` when none is free;
+-- indexed by creation time, status, workflow and version. `priority`: '', nil or '0' for
+-- none, else '1'..'100'.
 local function create_run(run, stream, runs, timers, id, workflow, version, payload, now,
-    start_at, timeout_ms, priority)
+    start_at, timeout_ms, key, limit, priority)
   redis.call('HSET', run, 'id', id, 'workflow', workflow, 'version', version,
     'payload', payload, 'revision', 0, 'attempts', 0, 'created_at', now, 'updated_at', now)
-  if priority == '' or priority == '0' then
+  if not priority or priority == '' or priority == '0' then
     priority = false
   else
     redis.call('HSET', run, 'priority', priority)
   end
   local status = 'queued'
+  local base = base_of(run)
+  if limit and limit ~= '' then
+    redis.call('HSET', run, 'concurrency_key', key, 'concurrency_limit', limit)
+  end
   if start_at ~= '' and tonumber(start_at) > tonumber(now) then
     status = 'scheduled'
-    redis.call('HSET', run, 'status', status, 'wake_at', start_at)
+    redis.call('HSET', run, 'wake_at', start_at)
     redis.call('ZADD', timers, start_at, id)
+  elseif limit and limit ~= '' and not concurrency_admit(run, id,
+      key_concurrency(base, workflow, version, key), limit) then
+    status = 'awaiting_concurrency'
+    concurrency_wait(run, id, key_concurrency_waiting(base, workflow, version, key), now)
   else
     enqueue(run, id, stream, now, priority)
-    redis.call('HSET', run, 'status', status)
   end
+  redis.call('HSET', run, 'status', status)
   if timeout_ms ~= '' then redis.call('HSET', run, 'timeout_ms', timeout_ms) end
   redis.call('ZADD', runs, now, id)
-  local base = base_of(run)
   index_status(run, id, nil, status)
   index_add(base, id, now, 'workflow', workflow)
   index_add(base, id, now, 'version', version)
@@ -217,9 +307,12 @@ end
 -- Takes a run for execution: fences out any previous executor (revision + 1) and
 -- returns all the run needs to replay: {'ok', revision, workflow, version, payload,
 -- {address, record, ...}, errors, {event field, JSON, ...}, now (ms), started_at,
--- timeout_ms}; or {'missing'}, {'ended', status}, {'not-runnable', status}, {'bad-run',
--- why} (keys that are not hashes: a message naming something else; never an error that
--- would stop a batch).
+-- timeout_ms, trace, concurrency key, ms it waited for its concurrency slot (once, after
+-- a wait; else '')}; or {'missing'}, {'ended', status}, {'not-runnable', status},
+-- {'bad-run', why} (keys that are not hashes: a message naming something else; never an
+-- error that would stop a batch). A run of a version with `concurrency=` that holds no
+-- slot takes one, or waits for one: {'not-runnable', 'awaiting_concurrency'} (the caller
+-- acks the message).
 local function take(run, tasks, events, worker, message, now)
   for _, key in ipairs({run, tasks, events}) do
     local kind = redis.call('TYPE', key)['ok']
@@ -228,10 +321,23 @@ local function take(run, tasks, events, worker, message, now)
     end
   end
   local st = redis.call('HMGET', run, 'status', 'workflow', 'version', 'payload',
-    'started_at', 'errors', 'timeout_ms', 'trace', 'id')
+    'started_at', 'errors', 'timeout_ms', 'trace', 'id', 'concurrency_limit',
+    'concurrency_slot', 'concurrency_key', 'concurrency_waited_ms')
   if not st[1] then return {'missing'} end
   if is_terminal(st[1]) then return {'ended', st[1]} end
   if st[1] ~= 'queued' and st[1] ~= 'running' then return {'not-runnable', st[1]} end
+  if st[10] and not st[11] then
+    local base = base_of(run)
+    if not concurrency_admit(run, st[9], key_concurrency(base, st[2], st[3], st[12]),
+        st[10]) then
+      concurrency_wait(run, st[9], key_concurrency_waiting(base, st[2], st[3], st[12]), now)
+      redis.call('HSET', run, 'status', 'awaiting_concurrency', 'updated_at', now)
+      index_status(run, st[9], st[1], 'awaiting_concurrency')
+      redis.call('HDEL', run, 'message')
+      return {'not-runnable', 'awaiting_concurrency'}
+    end
+  end
+  if st[13] then redis.call('HDEL', run, 'concurrency_waited_ms') end
   local rev = redis.call('HINCRBY', run, 'revision', 1)
   redis.call('HINCRBY', run, 'attempts', 1)
   redis.call('HSET', run, 'status', 'running', 'worker', worker, 'message', message,
@@ -243,7 +349,8 @@ local function take(run, tasks, events, worker, message, now)
     redis.call('HSET', run, 'started_at', now)
   end
   return {'ok', rev, st[2], st[3], st[4], redis.call('HGETALL', tasks), st[6] or '[]',
-    redis.call('HGETALL', events), now, started, st[7] or '', st[8] or ''}
+    redis.call('HGETALL', events), now, started, st[7] or '', st[8] or '', st[12] or '',
+    st[13] or ''}
 end
 
 -- The best run waiting in `queue`: its id, score and held message, or nil. An entry

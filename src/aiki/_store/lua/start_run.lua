@@ -1,8 +1,6 @@
 --- start_run: create a run and enqueue it (or schedule it for `start_at`).
 -- KEYS: run, stream, runs, reference, children, timers
--- luacheck: push no max line length
--- ARGV: id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at, timeout_ms, sensitive, trace, priority
--- luacheck: pop
+-- ARGV: id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at, timeout_ms, sensitive, trace, concurrency_key, concurrency_limit, priority
 -- `start_at` is a time (ms), '+<ms>' for that long from now on this shard's clock (a
 -- client's clock may be off, and a test environment's is virtual), or '' for now.
 -- The reference and children keys are only touched with a reference id / a parent (they
@@ -10,14 +8,16 @@
 -- Returns {run id, 1} when created, {existing run id, 0} for an idempotent repeat (same
 -- reference id, or a child run that a replay starts again). `trace` is the starter's
 -- trace context (W3C headers as JSON, or ''), continued by whichever worker executes it.
+-- `concurrency_limit` ('' for none) and `concurrency_key` ('' for the version's shared
+-- key): a run with no free slot for its key waits `awaiting_concurrency` (lib.lua).
 -- `priority`: '0'..'100', or '' for a child run to inherit its parent's (none: 0).
 --- @include "lib"
 local run, stream, runs, reference, children, timers =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at,
-  timeout_ms, sensitive, trace, priority =
+  timeout_ms, sensitive, trace, concurrency_key, concurrency_limit, priority =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
-  ARGV[11], ARGV[12]
+  ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 
 local ref_value = nil
 if reference_id ~= '' then
@@ -46,7 +46,7 @@ if priority == '' and parent_id ~= '' then
   priority = redis.call('HGET', key_run(base_of(run), parent_id), 'priority') or ''
 end
 create_run(run, stream, runs, timers, id, workflow, version, payload, now, start_at,
-  timeout_ms, priority)
+  timeout_ms, concurrency_key, concurrency_limit, priority)
 if sensitive == '1' then redis.call('HSET', run, 'sensitive', '1') end
 if trace ~= '' then redis.call('HSET', run, 'trace', trace) end
 if ref_value then

@@ -15,7 +15,7 @@ end
 if redis.call('EXISTS', run) == 1 then return 0 end
 local now = now_ms(run)
 create_run(run, stream, runs, nil, id, workflow, version, payload, now, '', timeout_ms,
-  priority)
+  '', '', priority)
 redis.call('HSET', run, 'schedule', schedule, 'occurrence', now, 'triggered', 1)
 redis.call('HSET', last_run, schedule, id)
 return 1

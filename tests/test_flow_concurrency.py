@@ -1,0 +1,270 @@
+"""Concurrency keys (``aiki.Concurrency``, docs/flow-control.md), with one in-process
+worker: admission, waiting, hand-over on every way a run ends, and bad configuration.
+
+The workflows here wait for an event named ``go`` so that a test decides when a run
+ends: a run that parks (awaiting_event) still holds its key's slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from _helpers import wait_until
+from _resp import acommand
+
+import aiki
+from aiki._store import Keys, shard_of
+
+per_customer = aiki.workflow("conc-customer")
+
+
+@per_customer.v("1", concurrency=aiki.Concurrency(1, key=lambda p: p["customer"]))
+async def per_customer_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    if payload.get("fail"):
+        raise aiki.NonRetryableError("asked to fail")
+    if payload.get("wait", True):
+        await ctx.wait_for_event("go")
+    return payload["n"]
+
+
+capped = aiki.workflow("conc-global")
+
+
+@capped.v("1", concurrency=aiki.Concurrency(2))
+async def capped_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    await ctx.wait_for_event("go")
+    return payload["n"]
+
+
+unlimited = aiki.workflow("conc-none")
+
+
+@unlimited.v("1")
+async def unlimited_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    return "plain"
+
+
+async def _status_is(handle: aiki.RunHandle, status: str) -> None:
+    async def reached() -> bool:
+        return await handle.status() == status
+
+    await wait_until(reached, what=f"run {handle.id} is {status}")
+
+
+async def _redis(redis_url: str, *args: str) -> Any:
+    return await acommand(urlparse(redis_url).port, *args)
+
+
+async def _holders(redis_url: str, handle: aiki.RunHandle, key: str) -> set[str]:
+    k = Keys()
+    raw = await _redis(
+        redis_url,
+        "SMEMBERS",
+        k.concurrency(handle.workflow, handle.version, key, shard_of(handle.id)),
+    )
+    return {m.decode() if isinstance(m, bytes) else m for m in raw}
+
+
+async def test_one_run_per_key_the_next_admitted_when_it_ends(
+    client: aiki.Client, running_worker: Any, redis_url: str
+) -> None:
+    async with running_worker(client, per_customer):
+        a1 = await per_customer_v1.start(client, {"customer": "a", "n": 1})
+        a2 = await per_customer_v1.start(client, {"customer": "a", "n": 2})
+        b1 = await per_customer_v1.start(client, {"customer": "b", "n": 3})
+        # Parked, a run still holds its key: a2 waits; b has its own key.
+        await _status_is(a1, "awaiting_event")
+        await _status_is(b1, "awaiting_event")
+        assert await a2.status() == "awaiting_concurrency"
+        record = await a2.describe()
+        assert (record.concurrency_key, record.concurrency_limit) == ("a", 1)
+        assert record.to_json()["concurrency_key"] == "a"
+        listed = await client.list_runs(status="awaiting_concurrency")
+        assert [r.id for r in listed.runs] == [a2.id]
+        assert await _holders(redis_url, a1, "a") == {a1.id}
+
+        await a1.send_event("go")
+        assert await a1.wait_for_completion(timeout=20) == 1
+        await _status_is(a2, "awaiting_event")  # handed over when a1 ended
+        assert await _holders(redis_url, a2, "a") == {a2.id}
+        await a2.send_event("go")
+        await b1.send_event("go")
+        assert await a2.wait_for_completion(timeout=20) == 2
+        assert await b1.wait_for_completion(timeout=20) == 3
+    assert await _holders(redis_url, a1, "a") == set()
+    assert await _holders(redis_url, b1, "b") == set()
+
+
+async def test_the_start_key_wins_over_the_key_function(
+    client: aiki.Client, running_worker: Any
+) -> None:
+    async with running_worker(client, per_customer):
+        a1 = await per_customer_v1.start(client, {"customer": "a", "n": 1})
+        other = await per_customer_v1.start(
+            client, {"customer": "a", "n": 2}, concurrency_key="elsewhere"
+        )
+        await _status_is(a1, "awaiting_event")
+        await _status_is(other, "awaiting_event")  # its own key: not behind a1
+        assert (await other.describe()).concurrency_key == "elsewhere"
+        for h in (a1, other):
+            await h.send_event("go")
+            await h.wait_for_completion(timeout=20)
+
+
+async def test_every_end_releases_the_slot(
+    client: aiki.Client, running_worker: Any, redis_url: str
+) -> None:
+    async with running_worker(client, per_customer):
+        holder = await per_customer_v1.start(client, {"customer": "c", "n": 1})
+        await _status_is(holder, "awaiting_event")
+        cancelled_waiter = await per_customer_v1.start(client, {"customer": "c", "n": 2})
+        failing = await per_customer_v1.start(client, {"customer": "c", "n": 3, "fail": True})
+        last = await per_customer_v1.start(client, {"customer": "c", "n": 4, "wait": False})
+        for h in (cancelled_waiter, failing, last):
+            assert await h.status() == "awaiting_concurrency"
+        # A waiting run that is cancelled leaves the line.
+        await cancelled_waiter.cancel("not needed")
+        k = Keys()
+        waiting = k.concurrency_waiting("conc-customer", "1", "c", shard_of(holder.id))
+        assert await _redis(redis_url, "LLEN", waiting) == 2
+        # Cancelling the holder hands its slot on; the next one fails, which hands it on.
+        await holder.cancel("stop")
+        with pytest.raises(aiki.WorkflowFailed):
+            await failing.wait_for_completion(timeout=20)
+        assert await last.wait_for_completion(timeout=20) == 4
+        assert await _holders(redis_url, holder, "c") == set()
+        assert await _redis(redis_url, "EXISTS", waiting) == 0
+
+
+async def test_a_retried_run_takes_a_slot_again(
+    client: aiki.Client, running_worker: Any, redis_url: str
+) -> None:
+    async with running_worker(client, per_customer):
+        failed = await per_customer_v1.start(client, {"customer": "r", "n": 1, "fail": True})
+        with pytest.raises(aiki.WorkflowFailed):
+            await failed.wait_for_completion(timeout=20)
+        holder = await per_customer_v1.start(client, {"customer": "r", "n": 2})
+        await _status_is(holder, "awaiting_event")
+        await failed.retry()  # queued, then waits for the key at its take
+        await _status_is(failed, "awaiting_concurrency")
+        await holder.send_event("go")
+        assert await holder.wait_for_completion(timeout=20) == 2
+        with pytest.raises(aiki.WorkflowFailed):  # it runs again (and fails again)
+            await failed.wait_for_completion(timeout=20)
+        assert await _holders(redis_url, holder, "r") == set()
+
+
+async def test_a_delayed_start_waits_for_its_key_when_it_is_due(
+    client: aiki.Client, running_worker: Any
+) -> None:
+    async with running_worker(client, per_customer):
+        holder = await per_customer_v1.start(client, {"customer": "d", "n": 1})
+        later = await per_customer_v1.start(
+            client, {"customer": "d", "n": 2, "wait": False}, delay=0.2
+        )
+        assert await later.status() == "scheduled"
+        await _status_is(later, "awaiting_concurrency")
+        await holder.send_event("go")
+        assert await later.wait_for_completion(timeout=20) == 2
+
+
+async def test_a_global_limit_without_keys(client: aiki.Client, running_worker: Any) -> None:
+    async with running_worker(client, capped, max_concurrent_workflow_runs=10):
+        handles = await capped_v1.start_many(client, [{"n": n} for n in range(5)])
+
+        async def settled() -> bool:
+            statuses = [await h.status() for h in handles]
+            return sorted(statuses) == ["awaiting_concurrency"] * 3 + ["awaiting_event"] * 2
+
+        await wait_until(settled, what="2 runs admitted, 3 waiting")
+        assert (await handles[0].describe()).concurrency_key is None
+        done = 0
+        while done < 5:  # end the admitted ones; the waiting ones follow, 2 at a time
+            for h in handles:
+                if await h.status() == "awaiting_event":
+                    await h.send_event("go")
+                    await h.wait_for_completion(timeout=20)
+                    done += 1
+            running = [await h.status() for h in handles]
+            assert running.count("awaiting_event") <= 2
+
+
+async def test_a_version_without_concurrency_is_unchanged(
+    client: aiki.Client, running_worker: Any, redis_url: str
+) -> None:
+    async with running_worker(client, unlimited):
+        handle = await unlimited_v1.start(client, {})
+        assert await handle.wait_for_completion(timeout=20) == "plain"
+    record = await handle.describe()
+    assert (record.concurrency_key, record.concurrency_limit) == (None, None)
+    fields = await _redis(redis_url, "HKEYS", Keys().run(handle.id))
+    assert not [f for f in fields if b"concurrency" in f]
+
+
+# -- bad configuration ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: aiki.Concurrency(0), "limit"),
+        (lambda: aiki.Concurrency(-1), "limit"),
+        (lambda: aiki.Concurrency(1.5), "limit"),
+        (lambda: aiki.Concurrency(True), "limit"),
+        (lambda: aiki.Concurrency("3"), "limit"),
+        (lambda: aiki.Concurrency(1, key="customer"), "key"),
+        (lambda: aiki.workflow("conc-bad").v("1", concurrency=3), "concurrency"),
+    ],
+)
+def test_bad_concurrency_is_refused_at_definition(make: Any, field: str) -> None:
+    with pytest.raises(aiki.ConfigurationError) as refused:
+        make()
+    assert refused.value.field == field
+    assert field in str(refused.value)
+
+
+def _raise(payload: Any) -> str:
+    raise KeyError("customer")
+
+
+bad_keys = aiki.workflow("conc-bad-keys")
+
+
+@bad_keys.v("raises", concurrency=aiki.Concurrency(1, key=_raise))
+async def raising_v(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    return None
+
+
+@bad_keys.v("int", concurrency=aiki.Concurrency(1, key=lambda p: 42))
+async def int_key_v(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    return None
+
+
+@bad_keys.v("given", concurrency=aiki.Concurrency(1))
+async def given_v(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("start", "words"),
+    [
+        (lambda c: raising_v.start(c, {}), "key function raised KeyError"),
+        (lambda c: int_key_v.start(c, {}), "got 42"),
+        (lambda c: given_v.start(c, {}, concurrency_key=7), "got 7"),
+        (lambda c: given_v.start(c, {}, concurrency_key=""), "non-empty string"),
+        (lambda c: given_v.start(c, {}, concurrency_key="x" * 257), "257 characters"),
+        (lambda c: unlimited_v1.start(c, {}, concurrency_key="a"), "declares no concurrency"),
+        (lambda c: int_key_v.start_many(c, [{}]), "got 42"),
+    ],
+)
+async def test_bad_keys_are_refused_at_start_and_nothing_is_written(
+    client: aiki.Client, redis_url: str, start: Any, words: str
+) -> None:
+    with pytest.raises(aiki.ConfigurationError) as refused:
+        await start(client)
+    assert refused.value.field == "concurrency_key"
+    assert words in str(refused.value)
+    assert (await client.list_runs()).runs == []
+    assert await _redis(redis_url, "DBSIZE") == 0
