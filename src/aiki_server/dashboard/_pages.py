@@ -373,12 +373,11 @@ async def workers_page() -> Any:
 
 @blueprint.get("/schedules")
 async def schedules_page() -> Any:
-    state = current_state()
-    schedules = await read_schedules(state.require_store())
+    store = current_state().require_store()
     return await render_template(
         "schedules.html",
         page="schedules",
-        schedules=[readable(state.shown(s)) for s in schedules],
+        schedules=await read_schedules(store),
     )
 
 
