@@ -310,6 +310,10 @@ class Client:
             concurrency_limit=concurrency_limit,
             priority=priority,
         )
+        if reference_id is not None and self.codecs:
+            # The stored payload differs on every start (a fresh nonce): a repeat is
+            # recognised by digests of the plaintext (keyed ones under encryption).
+            request = dataclasses.replace(request, digests=self.codecs.digests(payload))
         run_id = await self._backend.start(request)
         return RunHandle(self, run_id, workflow, version, result_type)
 

@@ -40,9 +40,12 @@ key                                            type    what
                                                        never read with ``>``: the take claims
                                                        it, so heartbeats and claims work as
                                                        for any message); same group
-``{s}:reference:<workflow>:<ref id>``          string  ``<run id>:<sha1 of payload>`` for
-                                                       idempotent starts (``reference_id=``;
-                                                       the shard is a hash of both)
+``{s}:reference:<workflow>:<ref id>``          string  ``<run id>:<digest>`` for idempotent
+                                                       starts (``reference_id=``; the shard
+                                                       is a hash of both); digest: sha1 of
+                                                       the payload JSON, or ``h<hex>``, an
+                                                       HMAC of it under the starter's
+                                                       encryption key (aiki.codecs)
 ``{s}:runs``                                   zset    the shard's run ids, scored by creation
 ``{s}:ended``                                  zset    ended run id -> end time (ms): retention
 ``{s}:timers``                                 zset    parked run id -> due time (ms): retry

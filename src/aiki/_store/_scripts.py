@@ -45,6 +45,7 @@ class StartRun(Binding):
         "trace",
         "concurrency_key",
         "concurrency_limit",
+        "digests",
         "priority",
     )
     run: str
@@ -66,7 +67,8 @@ class StartRun(Binding):
     trace: str
     concurrency_key: str
     concurrency_limit: Arg
-    priority: Arg
+    digests: str = ""  # a reference id's payload digests (see start_run.lua)
+    priority: Arg = ""  # 0..100 ("" in a child start: its parent's)
 
 
 @script("take_run")

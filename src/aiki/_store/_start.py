@@ -32,6 +32,7 @@ class StartOps(StoreBase):
         trace: str = "",
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        digests: str = "",
         priority: int | None = None,
     ) -> str:
         """Create a run and enqueue it (or schedule it for ``start_at_ms``, or for
@@ -45,6 +46,8 @@ class StartOps(StoreBase):
         trace context, stored with the run for the workers that execute it.
         ``concurrency_limit`` (with ``concurrency_key``, "" for the version's shared key):
         the run executes only when a slot of its key is free (``aiki._concurrency``).
+        ``digests``: how a repeat recognises the same payload when it is stored encoded
+        (``aiki.codecs.Chain.digests``; "" for the SHA-1 of ``payload_json``).
         ``priority`` (0..100, checked by the caller); None: a child run inherits its
         parent's, any other run has none (0).
         """
@@ -85,6 +88,7 @@ class StartOps(StoreBase):
                 trace=trace,
                 concurrency_key=concurrency_key or "",
                 concurrency_limit="" if concurrency_limit is None else int(concurrency_limit),
+                digests=digests,
                 priority="" if priority is None else priority,
             ).call(self.redis)
         except ScriptRefused as refused:
