@@ -83,3 +83,40 @@ async def wait_until(
                 return
             await trio.sleep(interval)
     pytest.fail(f"condition not reached within {timeout} s: {what or predicate!r}")
+
+
+_DUMP = {
+    "string": ("GET",),
+    "hash": ("HGETALL",),
+    "list": ("LRANGE", "0", "-1"),
+    "set": ("SMEMBERS",),
+    "zset": ("ZRANGE", "0", "-1", "WITHSCORES"),
+    "stream": ("XRANGE", "-", "+"),
+}
+
+
+async def scan_redis(client: aiki.Client) -> list[str]:
+    """Every key in the client's (private) Redis and every value, as text: SCAN over
+    all keys, each dumped by its type (strings, hashes, lists, sets, sorted sets with
+    scores, stream entries). For "Redis holds none of X" checks: search the joined
+    text. A key of a type this does not know fails the test (not silently skipped)."""
+    redis = client.store.redis
+    out: list[str] = []
+    cursor = "0"
+    while True:
+        reply = await redis.command("SCAN", cursor, "COUNT", "1000")
+        cursor = _text(reply[0])
+        for key in sorted(_text(k) for k in reply[1]):
+            kind = _text(await redis.command("TYPE", key))
+            if kind == "none":  # gone since the SCAN (expired, pruned)
+                continue
+            command = _DUMP.get(kind)
+            assert command is not None, f"scan_redis: key {key!r} of unknown type {kind!r}"
+            out.append(key)
+            out.append(repr(await redis.command(command[0], key, *command[1:])))
+        if cursor == "0":
+            return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -76,7 +76,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         procs.append(_spawn(["server", "--port", str(port), *common], logs / "server.log"))
         procs.append(
             _spawn(
-                ["worker", "rerun_flows", *common, "--block-time", "0.2", "--id", "rerun-worker"],
+                ["worker", "rerun_flows", *common, "--block-time", "0.2", "--id", "rerun-worker"]
+                + ["--processes", "1"],
                 logs / "worker.log",
                 RERUN_REDIS_PORT=str(redis.port),
                 PYTHONPATH=os.pathsep.join([str(TESTS.parent / "src"), str(TESTS)]),

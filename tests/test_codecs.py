@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from _helpers import running_worker, wait_until
-from test_typed import scan_redis
+from _helpers import running_worker, scan_redis, wait_until
 from workers.typed_flows import Approval, Item, Order, Receipt, Shipment, ship, typed_orders
 from workers.typed_flows import typed_orders_v1 as orders_v1
 

@@ -92,6 +92,7 @@ ERRORS = [
 ]
 
 ENGINE = [
+    "Backoff",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_RESULT_BYTES",
     "DURABILITY_MODES",

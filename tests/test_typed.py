@@ -53,28 +53,6 @@ def order(**kw: Any) -> Order:
     return Order(**{**base, **kw})
 
 
-async def scan_redis(client: aiki.Client) -> list[str]:
-    """Every key and every value in Redis, as text (hashes, lists, streams, strings)."""
-    redis = client.store.redis
-    out: list[str] = []
-    for key in await redis.command("KEYS", "*"):
-        key = key.decode() if isinstance(key, bytes) else key
-        kind = await redis.command("TYPE", key)
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        command = {
-            "string": ["GET", key],
-            "hash": ["HGETALL", key],
-            "list": ["LRANGE", key, "0", "-1"],
-            "set": ["SMEMBERS", key],
-            "zset": ["ZRANGE", key, "0", "-1"],
-            "stream": ["XRANGE", key, "-", "+"],
-        }.get(kind)
-        out.append(key)
-        if command is not None:
-            out.append(repr(await redis.command(*command)))
-    return out
-
-
 async def test_a_pydantic_workflow_round_trips_with_a_child_and_an_event(
     client: aiki.Client,
 ) -> None:

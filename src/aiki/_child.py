@@ -81,6 +81,7 @@ class ChildHandle:
         if recorded["child_status"] == "completed":
             result = ctx._codecs.unwrap(recorded.get("result"))
             return self._result_type.load(result, where="child result")
+        error = ctx._codecs.open_error(recorded.get("error") or {})
         if recorded["child_status"] == "cancelled":
-            raise WorkflowCancelled(self.id, (recorded.get("error") or {}).get("message"))
-        raise WorkflowFailed(self.id, recorded.get("error") or {})
+            raise WorkflowCancelled(self.id, error.get("message"))
+        raise WorkflowFailed(self.id, error)

@@ -11,6 +11,7 @@ start a run; completions through one shared notification listener). A client giv
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -194,9 +195,9 @@ class RunHandle:
             result = self.client.codecs.unwrap(outcome.get("result"))
             return self._result_type.load(result, where="workflow result")
         if status == "failed":
-            raise WorkflowFailed(self.id, outcome.get("error") or {})
+            raise WorkflowFailed(self.id, self.client.codecs.open_error(outcome.get("error") or {}))
         if status == "cancelled":
-            reason = (outcome.get("error") or {}).get("message")
+            reason = self.client.codecs.open_error(outcome.get("error") or {}).get("message")
             raise WorkflowCancelled(self.id, reason)
         raise RunNotFound(self.id)
 
@@ -350,8 +351,10 @@ class Client:
 
     async def create_schedule(self, schedule: Schedule) -> Schedule:
         """Save a schedule (replacing one with the same id); the server's schedule
-        daemon fires it."""
-        await self._backend.create_schedule(schedule)
+        daemon fires it. The payload is stored through the client's codecs, like a
+        run's (the runs it starts get it as it is stored)."""
+        stored = dataclasses.replace(schedule, payload=self.codecs.wrap(schedule.payload))
+        await self._backend.create_schedule(stored)
         return schedule
 
     async def list_schedules(self) -> list[dict[str, Any]]:
@@ -416,6 +419,7 @@ async def client(
     api_key: str | None = None,
     durability: str | None = None,
     codecs: Sequence[Codec] = (),
+    encode_errors: bool = False,
 ) -> AsyncIterator[Client]:
     """Open a client. With ``redis_url`` it talks to Redis directly (fast path, needed
     by workers); with only ``base_url`` it goes through the server's HTTP API.
@@ -431,8 +435,12 @@ async def client(
 
     ``codecs``: a chain of :mod:`aiki.codecs` (``Compression()``, ``Encryption(keys)``)
     applied to run payloads and results, task inputs and results, event and child data
-    before they reach Redis; workers use their client's (docs/typed-data.md)."""
-    chain = Chain(codecs)
+    before they reach Redis; workers use their client's (docs/typed-data.md). With
+    ``encode_errors=True`` its workers also encode the error messages and tracebacks they
+    record (a failed task's or run's), so that Redis holds none of their text either."""
+    if encode_errors and not codecs:
+        raise ConfigurationError("encode_errors=True needs codecs=", field="encode_errors")
+    chain = Chain(codecs, errors=encode_errors)
     implementation = resolve_implementation(redis_client)
     if durability is None:
         durability = os.environ.get(ENV_DURABILITY, "").strip() or "none"

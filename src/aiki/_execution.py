@@ -337,6 +337,7 @@ class Executor:
                 _tracing.fail(span, timeout)  # the run fails: its span says so too
                 error = _serde.error_record(timeout)
                 error["non_retryable"] = True
+                error = self.client.codecs.seal_error(error)
                 await self._retrying(
                     "record timeout", lambda: store.finish_run(taken, message.id, error=error)
                 )
@@ -358,6 +359,7 @@ class Executor:
             message=f"the run's outcome could not be recorded: {error['message']}"[:2000],
             non_retryable=True,
         )
+        error = self.client.codecs.seal_error(error)
         try:
             with trio.CancelScope(shield=True), trio.move_on_after(5.0):
                 await store.finish_run(taken, message.id, error=error)
@@ -436,6 +438,12 @@ class Executor:
         since_retry = attempt - max(
             (i + 1 for i, e in enumerate(taken.errors) if e.get("retried_at")), default=0
         )
+        plain_message = error["message"]
+        if not isinstance(decisive, CodecError):
+            # What Redis holds (encode_errors=True). A worker that cannot decode the
+            # run's data records why in clear (key ids only, no data): else the starter,
+            # whose key is not this worker's, could not read why its run failed.
+            error = self.client.codecs.seal_error(error)
         if non_retryable or not policy.should_retry(since_retry, decisive):
             log.info(
                 "run %s (%s@%s) failed: %s: %s",
@@ -443,7 +451,7 @@ class Executor:
                 taken.workflow,
                 taken.version,
                 error["type"],
-                error["message"],
+                plain_message,
             )
             error["attempts"] = [*taken.errors, {k: v for k, v in error.items()}]
             await self._retrying(

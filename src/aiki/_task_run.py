@@ -125,7 +125,7 @@ class _Attempt:
             self.wake = trio.Event()
             self.redis_deadline = self._redis_deadline(self.ctx.now_ms())
             self.record.update(
-                heartbeat={"details": self.details, "at": self.beat_at},
+                heartbeat={"details": self.ctx._codecs.wrap(self.details), "at": self.beat_at},
                 deadline_at=self.redis_deadline,
             )
             try:
@@ -222,7 +222,7 @@ async def run_task(ctx: WorkflowContext, task: Task[Any], payload: Any) -> Any:
             return out_type.load(result, where=f"result of task {task.name!r}")
         if status == "failed":
             ctx.replayed_tasks += 1
-            raise TaskFailed(task.name, recorded.get("error") or {})
+            raise TaskFailed(task.name, ctx._codecs.open_error(recorded.get("error") or {}))
         errors = list(recorded.get("errors") or [])  # awaiting_retry: go on trying
         heartbeat = recorded.get("heartbeat")
         if status == "running":
@@ -249,7 +249,7 @@ async def run_task(ctx: WorkflowContext, task: Task[Any], payload: Any) -> Any:
             ctx.executed_tasks += 1
             started = ctx.now_ms()  # Redis's clock, as the retry's timer fires on
             guard = _Attempt(ctx, task, address) if guarded else None
-            details = (heartbeat or {}).get("details")
+            details = ctx._codecs.unwrap((heartbeat or {}).get("details"))
             context = TaskContext(ctx.run_id, ctx.workflow, ctx.version, task.name, address,
                                   attempt, details, guard.beat if guard else None)  # fmt: skip
             with _tracing.task_span(task.name, address, attempt) as span:
@@ -275,8 +275,9 @@ async def run_task(ctx: WorkflowContext, task: Task[Any], payload: Any) -> Any:
                         }  # fmt: skip
                         await ctx._record_attempt(address, guard.record, guard.redis_deadline)
                         result_json, failure = await _run_guarded(guard, argument)
-                        if guard.beat_at is not None:
-                            heartbeat = {"details": guard.details, "at": guard.beat_at}
+                        if guard.beat_at is not None:  # stored as Redis holds it
+                            details = ctx._codecs.wrap(guard.details)
+                            heartbeat = {"details": details, "at": guard.beat_at}
                             record["heartbeat"] = heartbeat
                 finally:
                     _current_task.reset(token)
@@ -301,13 +302,14 @@ async def run_task(ctx: WorkflowContext, task: Task[Any], payload: Any) -> Any:
 
         error = _serde.error_record(failure)
         error.update(attempt=attempt, at=record["ended_at"])
+        sealed = ctx._codecs.seal_error(error)  # what Redis holds (encode_errors=True)
         if not policy.should_retry(attempt, failure):
-            record.update(status="failed", error=error, errors=[*errors, error])
+            record.update(status="failed", error=sealed, errors=[*errors, sealed])
             await write(record)
             raise TaskFailed(task.name, error) from failure
         delay = policy.delay(attempt)
-        error["retry_in"] = delay
-        errors.append(error)
+        sealed["retry_in"] = delay
+        errors.append(sealed)
         _tracing.event("aiki.task_retry", task=task.name, attempt=attempt, delay=delay)
         log.info(
             "run %s: task %s attempt %d failed (%s); retrying in %.3fs",

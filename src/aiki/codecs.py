@@ -123,14 +123,16 @@ class Encryption(Codec):
 class Chain:
     """The client's codecs in order: ``wrap`` a JSON value into an envelope string,
     ``unwrap`` one back (anything not an envelope is returned as it is: data stored
-    before codecs were set stays readable)."""
+    before codecs were set stays readable). With ``errors``, error messages and
+    tracebacks are wrapped too (:meth:`seal_error`)."""
 
-    def __init__(self, codecs: Sequence[Codec] = ()) -> None:
+    def __init__(self, codecs: Sequence[Codec] = (), *, errors: bool = False) -> None:
         for codec in codecs:
             if not isinstance(codec, Codec):
                 raise AikiError(f"codecs must be aiki.codecs.Codec instances, got {codec!r}")
         self.codecs = tuple(codecs)
         self.by_family = {c.family: c for c in self.codecs}
+        self.errors = errors and bool(self.codecs)
 
     def __bool__(self) -> bool:
         return bool(self.codecs)
@@ -163,6 +165,39 @@ class Chain:
             data = codec.decode(name, data)
         return _serde.loads(data)
 
+
+    def seal_error(self, error: dict[str, Any]) -> dict[str, Any]:
+        """An error record to store: its ``message`` and ``traceback`` wrapped when
+        the chain encodes errors (its ``type`` stays readable, for the dashboard's
+        lists and the retry rules); else ``error`` itself."""
+        if not self.errors:
+            return error
+        sealed = dict(error)
+        for name in _ERROR_TEXTS:
+            if isinstance(sealed.get(name), str):
+                sealed[name] = self.wrap_json(_serde.dumps(sealed[name]))
+        return sealed
+
+    def open_error(self, error: dict[str, Any]) -> dict[str, Any]:
+        """A stored error record with its wrapped texts decoded; a text this process
+        cannot decode is described instead (``[encrypted with key id '1' (...): not
+        decrypted: ...]``): an error is still reported, never hidden by another one."""
+        if not any(describe(error.get(name)) for name in _ERROR_TEXTS):
+            return error
+        opened = dict(error)
+        for name in _ERROR_TEXTS:
+            value = opened.get(name)
+            what = describe(value)
+            if what is None:
+                continue
+            try:
+                opened[name] = str(self.unwrap(value))
+            except (CodecError, ValueError) as exc:
+                opened[name] = f"[{what}: not decrypted: {exc}]"
+        return opened
+
+
+_ERROR_TEXTS = ("message", "traceback")
 
 NO_CODECS = Chain()
 

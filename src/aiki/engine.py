@@ -9,6 +9,7 @@ not for workflow code, and may change between minor versions (the SDK's promise 
 
 from __future__ import annotations
 
+from ._backoff import Backoff
 from ._daemons import serve_retention, serve_schedules, serve_timers, watch_generation
 from ._history import FORMAT as HISTORY_FORMAT
 from ._history import history_of
@@ -61,6 +62,7 @@ from ._store import (
 from ._tracing import continue_trace
 
 __all__ = [
+    "Backoff",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_RESULT_BYTES",
     "DURABILITY_MODES",

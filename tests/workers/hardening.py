@@ -134,9 +134,12 @@ async def aiki_server(
 async def aiki_worker(
     redis_url: str, target: str, log_path: Path, *args: str, prefix: str = "aiki"
 ) -> AsyncIterator[Child]:
-    """``aiki worker TARGET`` (a module in ``tests/workers``); stopped after."""
+    """``aiki worker TARGET`` (a module in ``tests/workers``), one process (no
+    supervisor: the tests count one process's log lines); stopped after."""
     proc = await _spawn(
-        ["worker", target, "--redis-url", redis_url, "--prefix", prefix, *args], log_path
+        ["worker", target, "--redis-url", redis_url, "--prefix", prefix, "--processes", "1"]
+        + list(args),
+        log_path,
     )
     child = Child(proc, log_path)
     try:

@@ -57,9 +57,11 @@ CREATE_SCHEDULE = Model(
 @blueprint.get("/schedules")
 async def list_schedules() -> Response:
     query = PAGED.parse(request.args)
-    found = await read_schedules(current_state().require_store())
+    state = current_state()
+    found = await read_schedules(state.require_store())
     page, next_cursor = page_by_key(found, lambda s: s["id"], query["limit"], query["cursor"])
-    return json_response({"schedules": page, "next_cursor": next_cursor})
+    shown = [state.shown(s) for s in page]  # a client's encrypted payload, if it can
+    return json_response({"schedules": shown, "next_cursor": next_cursor})
 
 
 @blueprint.post("/schedules")
@@ -82,7 +84,7 @@ async def create_schedule() -> Response:
             "workflow",
         )
     first = await save_schedule(store, schedule)
-    return json_response({**schedule.to_json(), "next_at": first}, 201)
+    return json_response(current_state().shown({**schedule.to_json(), "next_at": first}), 201)
 
 
 @blueprint.delete("/schedules/<schedule_id>")

@@ -9,7 +9,8 @@ once. Errors are one line on stderr with exit code 1 (usage errors: click's mess
 exit code 2).
 
 Layout: ``_base`` (the group, errors, runner, options), ``_signals`` (the one signal
-helper), ``_serving`` (server, dev), ``_worker`` and ``_loader`` (worker), ``_api`` (the
+helper), ``_serving`` (server, dev), ``_worker`` and ``_loader`` (worker), ``_supervisor``
+(``aiki worker --processes N``: worker processes under one supervisor), ``_api`` (the
 SDK's HttpApi for operator commands), ``_runs`` (look at runs, control them),
 ``_runs_act`` (start, event, wakeup, retry), ``_dead_letters``, ``_schedules``,
 ``_workers`` (operator commands) and ``_format`` (what they print).

@@ -92,7 +92,7 @@ def cli() -> None:
     \b
     aiki dev                      server + embedded Redis, for development
     aiki server --redis-url URL   the HTTP API server and dashboard
-    aiki worker MODULE:ATTR       run a worker for your workflows
+    aiki worker MODULE:ATTR       run workers for your workflows (one per CPU)
     aiki runs list|show|wait      look at runs through a server
     aiki runs start|event|wakeup  start a run, send it an event, end a sleep
     aiki runs cancel|pause|resume control a run

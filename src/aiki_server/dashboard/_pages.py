@@ -373,11 +373,12 @@ async def workers_page() -> Any:
 
 @blueprint.get("/schedules")
 async def schedules_page() -> Any:
-    store = current_state().require_store()
+    state = current_state()
+    schedules = await read_schedules(state.require_store())
     return await render_template(
         "schedules.html",
         page="schedules",
-        schedules=await read_schedules(store),
+        schedules=[readable(state.shown(s)) for s in schedules],
     )
 
 
