@@ -12,7 +12,7 @@ import trio
 
 import aiki
 
-from ._procs import Child, worker_processes
+from ._procs import Child, Pid, cli_worker_processes, worker_processes
 from ._resp import Resp
 
 
@@ -92,6 +92,19 @@ class Bench:
             env=env,
         ) as children:
             yield children
+
+    @contextlib.asynccontextmanager
+    async def cli_workers(self, processes: int, *, tag: str = "cli") -> AsyncIterator[list[Pid]]:
+        """``aiki worker --processes N``: the supervisor and its children, registered."""
+        async with cli_worker_processes(
+            self.redis_url,
+            processes,
+            self.log_dir,
+            self.client.store.worker_entries,
+            concurrency=self.sizes.concurrency,
+            tag=tag,
+        ) as processes_:
+            yield processes_
 
     async def run_one(self, wf: aiki.WorkflowVersion, payload: Any, timeout: float = 60.0) -> Any:
         """Start one run and wait for its result."""

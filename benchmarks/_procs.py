@@ -3,14 +3,21 @@
 Each child is started with ``python -m benchmarks.<module>``, announces itself on stdout
 and stops when ``stop`` arrives on its stdin (or stdin closes, so an orphan stops too).
 Their stderr goes to a log file in the run's temporary directory.
+
+:func:`cli_worker_processes` is the exception: the product's own command, ``aiki worker
+--processes N`` (a supervisor and its N worker children), stopped with SIGTERM as an
+operator would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -140,6 +147,84 @@ async def worker_processes(
     finally:
         for child in children:
             await child.stop()
+
+
+class Pid:
+    """A process the benchmark watches but did not start (a supervised worker child)."""
+
+    def __init__(self, name: str, pid: int) -> None:
+        self.name = name
+        self.pid = pid
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(text.rpartition(")")[2].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+@contextlib.asynccontextmanager
+async def cli_worker_processes(
+    redis_url: str,
+    processes: int,
+    log_dir: Path,
+    registry: Callable[[], Awaitable[dict[str, str]]],
+    *,
+    concurrency: int = 50,
+    tag: str = "cli",
+) -> AsyncIterator[list[Pid]]:
+    """``aiki worker benchmarks._workflows:ALL --processes N`` (the workflows and
+    settings of ``_worker_proc``: concurrency 50, block time 1 s). The body runs once
+    each child is in the worker registry (``registry()``: id -> JSON entry); it gets the
+    supervisor and the children, for their CPU. SIGTERM stops them after."""
+    log_path = log_dir / f"worker-{tag}.log"
+    with log_path.open("ab") as log:  # noqa: ASYNC230 - a local file, opened once
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "aiki_server.cli", "worker", "benchmarks._workflows:ALL"]
+            + ["--processes", str(processes), "--id", f"bench-{tag}"]
+            + ["--concurrency", str(concurrency), "--log-level", "warning"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=ROOT,
+            env={**child_env(), "AIKI_REDIS_URL": redis_url},
+        )
+    try:
+        ids = [f"bench-{tag}-{i}" for i in range(1, processes + 1)]
+        pids: list[int] = []
+        with trio.move_on_after(60.0):
+            while proc.poll() is None:
+                entries = await registry()
+                children = _children_of(proc.pid)
+                pids = [json.loads(entries[i])["pid"] for i in ids if i in entries]
+                if len(pids) == processes and set(pids) <= children:
+                    break
+                await trio.sleep(0.1)
+        if proc.poll() is not None or len(pids) != processes:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+            raise ChildFailed(f"aiki worker --processes {processes} did not start; log:\n{tail}")
+        yield [Pid("supervisor", proc.pid)] + [
+            Pid(f"worker-{i}", pid) for i, pid in enumerate(pids, start=1)
+        ]
+    finally:
+        with trio.CancelScope(shield=True):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            with trio.move_on_after(30.0):
+                await proc.wait()
+            if proc.poll() is None:
+                proc.kill()
+                await proc.wait()
 
 
 async def start_server(redis_url: str, port: int, log_dir: Path) -> tuple[Child | None, str]:

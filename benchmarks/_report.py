@@ -46,10 +46,60 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+Target = tuple[str, Callable[[], float | None], str, float, str]
+
+
+def _performance_goals(doc: Doc) -> list[Target]:
+    """The goals of issue #21 (Performance), each a PASS/MISS line of its own: ratios to
+    arq from one and from two worker processes, latency, and CPU per run, per start and
+    per memoized step. CPU per run and per start are the throughput round's
+    (one worker process, one producer): the worker processes' CPU, and the client
+    process's (starting the runs and receiving their ends) over the measured window,
+    divided by the runs."""
+    s = "scenarios"
+    arq = _peer(doc, "arq_throughput", "per_s")
+    one = _get(doc, s, "throughput", "one_worker", "per_s")
+    two = _get(doc, s, "throughput", "two_workers", "per_s")
+    cpu = ("scenarios", "throughput", "one_worker", "cpu_ms_per_run")
+    return [
+        ("#21 throughput, 1 worker process >= 1.5x arq", lambda: _ratio(one, arq), ">=", 1.5, "x"),
+        (
+            "#21 throughput, 2 worker processes >= 1.2x arq",
+            lambda: _ratio(two, arq),
+            ">=",
+            1.2,
+            "x",
+        ),
+        ("#21 latency p50 <= 1.2 ms", lambda: _get(doc, s, "latency", "p50_ms"), "<=", 1.2, "ms"),
+        ("#21 latency p99 <= 3 ms", lambda: _get(doc, s, "latency", "p99_ms"), "<=", 3.0, "ms"),
+        (
+            "#21 worker CPU per one-task run <= 0.3 ms",
+            lambda: _get(doc, *cpu, "workers"),
+            "<=",
+            0.3,
+            "ms",
+        ),
+        (
+            "#21 client CPU per start <= 0.2 ms",
+            lambda: _get(doc, *cpu, "client_process"),
+            "<=",
+            0.2,
+            "ms",
+        ),
+        (
+            "#21 <= 0.15 ms per memoized step",
+            lambda: _get(doc, s, "steps", "ms_per_step"),
+            "<=",
+            0.15,
+            "ms",
+        ),
+    ]
+
+
 def targets(doc: Doc) -> list[dict[str, Any]]:
     s = "scenarios"
     aiki_tp = _get(doc, s, "throughput", "one_worker", "per_s")
-    items: list[tuple[str, Callable[[], float | None], str, float, str]] = [
+    items: list[Target] = [
         (
             "one-task throughput >= 1.0x arq",
             lambda: _ratio(aiki_tp, _peer(doc, "arq_throughput", "per_s")),
@@ -101,6 +151,7 @@ def targets(doc: Doc) -> list[dict[str, Any]]:
             10.0,
             "%",
         ),
+        *_performance_goals(doc),
     ]
     out = []
     for name, value_fn, op, limit, unit in items:
@@ -139,9 +190,11 @@ def _aiki_rows(doc: Doc) -> list[list[str]]:
         ("two_workers", "2 workers"),
         ("one_worker_50_producers", "1 worker, 50 producers (info)"),
         ("one_worker_start_many", "1 worker, one start_many (info)"),
+        ("cli_n_processes", "aiki worker --processes {workers}"),
     ):
         r = _get(s, "throughput", key)
         if r:
+            label = label.format(workers=r.get("workers"))
             add(
                 "throughput",
                 f"{label}: workflows/s ({r['n']} runs; starts took {r['enqueue_s']:.2f} s)",
@@ -273,8 +326,15 @@ def _peer_rows(doc: Doc) -> list[list[str]]:
         return f"{text} ({ratio:.2f}x)" if ratio is not None else text
 
     rows: list[list[str]] = []
-    for key, label in (("one_worker", "1 worker"), ("two_workers", "2 workers")):
+    n = _get(s, "throughput", "cli_n_processes", "workers")
+    for key, label in (
+        ("one_worker", "1 worker"),
+        ("two_workers", "2 workers"),
+        ("cli_n_processes", f"{n} workers (aiki worker --processes {n})"),
+    ):
         tp = _get(s, "throughput", key, "per_s")
+        if tp is None and key == "cli_n_processes":
+            continue
         rows.append(
             [
                 f"throughput /s, Aiki {label}",

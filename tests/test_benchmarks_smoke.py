@@ -55,4 +55,14 @@ def test_quick_benchmark_writes_every_scenario(tmp_path: Path) -> None:
         assert doc["machine"].get(key), key
     assert doc["redis"]["persistence"].startswith("off")
     assert {t["target"] for t in doc["targets"]}, "no targets reported"
+    # 1, 2 and N worker processes, N through `aiki worker --processes N` (one per core).
+    throughput = doc["scenarios"]["throughput"]
+    assert throughput["one_worker"]["workers"] == 1
+    assert throughput["two_workers"]["workers"] == 2
+    n = throughput["cli_n_processes"]["workers"]
+    assert n == len(os.sched_getaffinity(0))
+    assert throughput["cli_n_processes"]["via"] == f"aiki worker --processes {n}"
+    # A PASS/MISS/n/a line for each goal of issue #21.
+    goals = [t for t in doc["targets"] if t["target"].startswith("#21 ")]
+    assert len(goals) == 7, goals
     assert "Targets" in proc.stdout

@@ -161,6 +161,13 @@ async def test_task_timeouts() -> None:
     }
 
 
+async def test_concurrency_keys() -> None:
+    out = await _main("concurrency_keys")()
+    assert out["runs"] == 16 and out["waited_at_first"] > 0
+    # One run per customer at a time; two reports at a time.
+    assert out["most_at_once"] == {"c0": 1, "c1": 1, "c2": 1, "c9": 1, "reports": 2}
+
+
 async def test_rate_limits() -> None:
     out = await _main("rate_limits")()
     assert out["runs"] == 20 and out["busiest_second"] <= 10 + 1  # limit + burst

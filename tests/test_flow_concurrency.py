@@ -10,12 +10,18 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 from _helpers import wait_until
 from _resp import acommand
+from test_dashboard_html import BROWSER
+from test_metrics import scrape, value
+from test_server import HANG_GUARD, running_server
 
 import aiki
 from aiki._store import Keys, shard_of
+from aiki_server import Settings
+from aiki_server.cli._format import concurrency_rows
 
 per_customer = aiki.workflow("conc-customer")
 
@@ -267,3 +273,49 @@ async def test_bad_keys_are_refused_at_start_and_nothing_is_written(
     assert words in str(refused.value)
     assert (await client.list_runs()).runs == []
     assert await _redis(redis_url, "DBSIZE") == 0
+
+
+async def test_a_waiting_run_is_visible_and_its_wait_is_in_metrics(
+    client: aiki.Client, running_worker: Any, redis_url: str
+) -> None:
+    settings = Settings(redis_url=redis_url, port=0, daemons=False)
+    async with (
+        running_worker(client, per_customer, id="conc-metrics") as worker,
+        running_server(settings) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=HANG_GUARD) as http,
+    ):
+        first = await per_customer_v1.start(client, {"customer": "m", "n": 1})
+        second = await per_customer_v1.start(client, {"customer": "m", "n": 2, "wait": False})
+        await _status_is(first, "awaiting_event")
+        await _status_is(second, "awaiting_concurrency")
+        waiting = value(
+            await scrape(http),
+            "aiki_runs_in_progress",
+            workflow="conc-customer",
+            version="1",
+            status="awaiting_concurrency",
+        )
+        assert waiting == 1
+        # Visible in the API, the CLI's `runs show` and the dashboard's run page.
+        api = (await http.get(f"/api/v1/runs/{second.id}")).json()
+        assert api["status"] == "awaiting_concurrency"
+        assert (api["concurrency_key"], api["concurrency_limit"]) == ("m", 1)
+        assert concurrency_rows(api) == [("concurrency", "key 'm', limit 1")]
+        page = (await http.get(f"/runs/{second.id}", headers=BROWSER)).text
+        shown = page[page.index('id="run-concurrency"') :]
+        assert "m</span>, limit 1" in shown[:300] and "waiting for a slot" in shown[:300]
+        await first.send_event("go")
+        assert await second.wait_for_completion(timeout=20) == 2
+        waits = worker.concurrency_waits["conc-customer@1"]["m"]
+        assert waits[0] == 1 and waits[1] > 0  # one run waited, for some time
+
+        labels = {"worker": "conc-metrics", "workflow": "conc-customer", "version": "1"}
+
+        async def exported() -> bool:
+            samples = await scrape(http)  # the worker's entry is written every 2 s
+            return value(samples, "aiki_worker_concurrency_waits_total", key="m", **labels) == 1
+
+        await wait_until(exported, what="/metrics shows the wait")
+        samples = await scrape(http)
+        waited = value(samples, "aiki_worker_concurrency_wait_seconds_total", key="m", **labels)
+        assert waited is not None and waited > 0

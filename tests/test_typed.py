@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import trio
-from _helpers import running_worker, subprocess_env, wait_until
+from _helpers import running_worker, scan_redis, subprocess_env, wait_until
 from workers import processes
 from workers.typed_flows import (
     Approval,
@@ -36,6 +36,7 @@ from workers.typed_flows import (
 )
 
 import aiki
+from aiki import _serde
 from aiki._serde import canonical_hash
 from aiki_server import ServerHandle, Settings, serve_server
 
@@ -103,35 +104,56 @@ async def test_a_dict_payload_is_validated_into_the_model(client: aiki.Client) -
     assert again == receipt
 
 
+# (the change, the path named, the reason): each bad payload carries the marker "MRK"
+# (made unique per case) in a field that stays in it, so that a scan of Redis can look
+# for any trace of it.
 BAD_PAYLOADS = [
-    ({"order_id": 5}, "order_id", "string"),  # wrong type
-    ({"items": "none"}, "items", "list"),
-    ({"placed_at": "yesterday"}, "placed_at", "datetime"),
-    ({"coupon": "X"}, "coupon", "Extra inputs are not permitted"),  # forbidden extra
-    ({"items": [{"sku": "a", "quantity": "many"}]}, "items[0].quantity", "integer"),
-    ({"items": [{"sku": "a", "quantity": 1}, {"sku": "b"}]}, "items[1].quantity", "required"),
-    ({"items": [{"sku": "a", "quantity": 0}]}, "items[0].quantity", "greater than 0"),
+    ({"order_id": 5, "items": [{"sku": "MRK", "quantity": 1}]}, "order_id", "string"),
+    ({"items": "MRK"}, "items", "list"),  # wrong type
+    ({"placed_at": "MRK"}, "placed_at", "datetime"),
+    ({"coupon": "MRK"}, "coupon", "Extra inputs are not permitted"),  # forbidden extra
+    ({"items": [{"sku": "MRK", "quantity": "many"}]}, "items[0].quantity", "integer"),
+    (  # a missing field, deep inside a list
+        {"items": [{"sku": "a", "quantity": 1}, {"sku": "MRK"}]},
+        "items[1].quantity",
+        "required",
+    ),
+    ({"items": [{"sku": "MRK", "quantity": 0}]}, "items[0].quantity", "greater than 0"),
 ]
+
+
+def with_marker(change: dict[str, Any], marker: str) -> dict[str, Any]:
+    """A bad payload made from ``change``, its "MRK" replaced by ``marker`` (the order
+    id carries it too, unless the case is about the order id)."""
+    text = _serde.dumps(change).replace("MRK", marker)
+    payload: dict[str, Any] = {
+        "order_id": f"{marker}-id",
+        "items": [{"sku": "a", "quantity": 1}],
+        "placed_at": "2026-12-06T09:30:00Z",
+    }
+    return {**payload, **_serde.loads(text)}
 
 
 @pytest.mark.parametrize(("change", "path", "reason"), BAD_PAYLOADS)
 async def test_a_bad_payload_names_its_path_and_writes_nothing(
     client: aiki.Client, change: dict[str, Any], path: str, reason: str
 ) -> None:
-    payload: dict[str, Any] = {
-        "order_id": "o-3",
-        "items": [{"sku": "a", "quantity": 1}],
-        "placed_at": "2026-12-06T09:30:00Z",
-        **change,
-    }
+    # Redis is not empty: a good run is stored, so the scan below has data to search.
+    await typed_orders_v1.start(client, order(order_id="MARKER-GOOD-e1"))
+    marker = f"MARKER-REJECTED-{uuid.uuid4().hex[:8]}"
+    payload = with_marker(change, marker)
     with pytest.raises(aiki.InvalidPayload) as caught:
         await typed_orders_v1.start(client, payload)
     assert caught.value.path == path
     assert caught.value.field == f"payload.{path}"
     assert f"payload.{path}:" in str(caught.value) and reason in str(caught.value)
     with pytest.raises(aiki.InvalidPayload):
-        await typed_orders_v1.start_many(client, [order(), payload])
-    assert await client.store.redis.command("DBSIZE") == 0
+        await typed_orders_v1.start_many(client, [order(order_id=f"{marker}-good"), payload])
+    with pytest.raises(aiki.InvalidPayload):
+        await typed_orders_v1.start(client, payload, reference_id=f"{marker}-ref")
+    dump = "\n".join(await scan_redis(client))
+    assert "MARKER-GOOD-e1" in dump  # the scan sees stored payloads
+    assert marker not in dump, dump[max(0, dump.find(marker) - 300) :][:400]
 
 
 async def test_a_bad_task_input_or_result_fails_clearly(client: aiki.Client) -> None:

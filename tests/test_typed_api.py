@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from _helpers import running_worker
+from _helpers import running_worker, scan_redis
 from workers.typed_flows import ship, typed_orders
 
 import aiki
+from aiki import _serde
 from aiki_server import ServerHandle, Settings, serve_server
 
 
@@ -33,6 +34,16 @@ GOOD: dict[str, Any] = {
 }
 
 
+# Bad payloads (each with a marker in place of "MRK") and the field the 422 names.
+BAD_CASES = [
+    ({"items": [{"sku": "MRK", "quantity": "many"}]}, "payload.items[0].quantity"),  # str
+    ({"items": [{"sku": "a", "quantity": 1}, {"sku": "MRK"}]}, "payload.items[1].quantity"),
+    ({"coupon": "MRK"}, "payload.coupon"),  # a forbidden extra field
+    ({"order_id": 7, "items": [{"sku": "MRK", "quantity": 1}]}, "payload.order_id"),
+    ({"items": "MRK"}, "payload.items"),  # wrong type
+]
+
+
 async def test_schemas_are_registered_listed_and_enforced(
     client: aiki.Client, server: ServerHandle
 ) -> None:
@@ -47,20 +58,22 @@ async def test_schemas_are_registered_listed_and_enforced(
         assert set(typed["input_schema"]["required"]) == {"order_id", "items", "placed_at"}
         assert typed["output_schema"]["title"] == "Receipt"
 
-        bad_cases = [
-            ({"items": [{"sku": "a", "quantity": "many"}]}, "payload.items[0].quantity"),
-            ({"items": [{"sku": "a"}]}, "payload.items[0].quantity"),  # missing
-            ({"coupon": "X"}, "payload.coupon"),  # a forbidden extra field
-            ({"order_id": 7}, "payload.order_id"),
-        ]
-        for change, field in bad_cases:
-            r = await http.post(
-                "/api/v1/runs",
-                json={"workflow": "typed-orders", "version": "1", "payload": {**GOOD, **change}},
-            )
-            assert r.status_code == 422, r.text
-            assert r.json()["error"]["field"] == field, r.text
+        for n, (change, field) in enumerate(BAD_CASES):
+            marker = f"MARKER-REJECTED-HTTP-{n}"
+            payload = {**GOOD, "order_id": marker, **_serde.loads(
+                _serde.dumps(change).replace("MRK", marker))}  # fmt: skip
+            for reference in (None, f"{marker}-ref"):
+                r = await http.post(
+                    "/api/v1/runs",
+                    json={"workflow": "typed-orders", "version": "1", "payload": payload,
+                          "reference_id": reference},
+                )  # fmt: skip
+                assert r.status_code == 422, r.text
+                assert r.json()["error"]["field"] == field, r.text
         assert await client.store.redis.command("ZCARD", client.store.keys.runs_index()) == 0
+        dump = "\n".join(await scan_redis(client))
+        assert "typed-orders" in dump  # the registration (and its schemas) is there
+        assert "MARKER-REJECTED" not in dump, dump[dump.find("MARKER-REJECTED") - 300 :][:400]
 
         r = await http.post(
             "/api/v1/runs", json={"workflow": "typed-orders", "version": "1", "payload": GOOD}

@@ -48,6 +48,7 @@ async def _populate(bench: Bench, n: int) -> dict[str, set[str]]:
                     timers=k.timers(), id=run_id, workflow=WORKFLOW, version=VERSION,
                     payload="{}", reference_id="", on_conflict="error", parent_id="",
                     start_at="", timeout_ms="", sensitive="", trace="",
+                    concurrency_key="", concurrency_limit="",
                 ),
                 TakeRun(run=k.run(run_id), tasks=k.tasks(run_id), events=k.events(run_id),
                         worker="bench", message="0-1"),

@@ -10,10 +10,17 @@ A third round, for information only (no target, not comparable to the peers, who
 producers enqueue one job after another): one worker, and the same runs started by 50
 concurrent producer tasks (each starts its share one after another, then awaits it).
 It shows how much of the one-producer figure is the producer's sequential start rate.
+
+A fifth round runs the product's own command instead of the benchmark's worker
+subprocesses: ``aiki worker --processes N`` with N = the usable cores (its default), a
+supervisor and N worker children, same workflows, concurrency and block time. Its CPU
+figure for the workers includes the supervisor's (it only relays their log lines).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 import trio
@@ -49,10 +56,25 @@ async def _produce(bench: Bench, n: int, producers: int) -> float:
     return max(enqueued)
 
 
-async def _round(bench: Bench, workers: int, producers: int = 1) -> dict[str, Any]:
+def usable_cores() -> int:
+    """What ``aiki worker`` runs by default: one process per core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+async def _round(
+    bench: Bench, workers: int, producers: int = 1, *, cli: bool = False
+) -> dict[str, Any]:
     n = bench.sizes.throughput_runs
     bench.flush()
-    async with bench.workers(workers, tag=f"t{workers}-{producers}-") as children:
+    processes: contextlib.AbstractAsyncContextManager[Any] = (
+        bench.cli_workers(workers, tag=f"cli{workers}")
+        if cli
+        else bench.workers(workers, tag=f"t{workers}-{producers}-")
+    )
+    async with processes as children:
         await bench.run_many(one_task_v1, [f"warm-{i}" for i in range(bench.sizes.warmup)])
         bench.admin.command("CONFIG", "RESETSTAT")
         cpu0 = [c.cpu_seconds() for c in children]
@@ -70,6 +92,7 @@ async def _round(bench: Bench, workers: int, producers: int = 1) -> dict[str, An
     return {
         "n": n,
         "workers": workers,
+        "via": f"aiki worker --processes {workers}" if cli else "benchmarks._worker_proc",
         "producers": producers,
         "concurrency_per_worker": bench.sizes.concurrency,
         "seconds": round(seconds, 3),
@@ -96,6 +119,8 @@ async def run(bench: Bench) -> dict[str, Any]:
     two = await _round(bench, 2)
     concurrent = await _round(bench, 1, producers=50)
     bulk = await _round(bench, 1, producers=0)
+    cores = usable_cores()
+    cli = await _round(bench, cores, cli=True)
     return {
         "method": "one-task workflows, producer starts all then awaits all; "
         "first start to last result seen by the client",
@@ -103,4 +128,5 @@ async def run(bench: Bench) -> dict[str, Any]:
         "two_workers": two,
         "one_worker_50_producers": concurrent,
         "one_worker_start_many": bulk,
+        "cli_n_processes": cli,
     }

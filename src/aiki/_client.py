@@ -308,6 +308,10 @@ class Client:
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
         )
+        if reference_id is not None and self.codecs:
+            # The stored payload differs on every start (a fresh nonce): a repeat is
+            # recognised by digests of the plaintext (keyed ones under encryption).
+            request = dataclasses.replace(request, digests=self.codecs.digests(payload))
         run_id = await self._backend.start(request)
         return RunHandle(self, run_id, workflow, version, result_type)
 

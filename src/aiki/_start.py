@@ -149,6 +149,9 @@ class StartRequest:
     #: limit; both None for a version without ``concurrency=`` (see aiki._concurrency).
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    #: With a reference id and a payload stored through codecs: the plaintext's digests
+    #: that a repeated start compares ("" = the stored payload's SHA-1; see start_run.lua).
+    digests: str = ""
 
     @classmethod
     def build(
@@ -336,6 +339,7 @@ async def _start_one(
                 trace=trace,
                 concurrency_key=request.concurrency_key,
                 concurrency_limit=request.concurrency_limit,
+                digests=request.digests,
             )
         except ScriptRefused as refused:
             if attempts > 1 and refused.code == "EXISTS":

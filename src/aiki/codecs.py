@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import zlib
 from collections.abc import Mapping, Sequence
@@ -40,6 +42,13 @@ class Codec:
 
     def decode(self, name: str, data: bytes) -> bytes:
         raise NotImplementedError
+
+    def digests(self, data: bytes) -> list[str]:
+        """Keyed digests of ``data`` (plaintext JSON) by which a repeated start with the
+        same reference id recognises the same payload without storing anything that
+        reveals it: one per key this codec can decrypt with, the current key's first.
+        A codec without keys has none."""
+        return []
 
 
 class Compression(Codec):
@@ -81,6 +90,7 @@ class Encryption(Codec):
         if not keys:
             raise AikiError("Encryption needs at least one key")
         self._ciphers: dict[str, Any] = {}
+        self._digest_keys: dict[str, bytes] = {}
         for key_id, key in keys.items():
             name = str(key_id)
             if not name or ":" in name or "," in name or "/" in name:
@@ -88,6 +98,8 @@ class Encryption(Codec):
             if not isinstance(key, bytes) or len(key) not in (16, 24, 32):
                 raise AikiError(f"Encryption: key {name!r} must be 16, 24 or 32 bytes")
             self._ciphers[name] = AESGCM(key)
+            # A key of its own for the digests (never the encryption key itself).
+            self._digest_keys[name] = hmac.digest(key, b"aiki reference digest/1", "sha256")
         self.current = next(iter(self._ciphers))
 
     @property
@@ -96,6 +108,14 @@ class Encryption(Codec):
 
     def __repr__(self) -> str:  # never the keys
         return f"<aiki.codecs.Encryption key ids {self.key_ids}>"
+
+    def digests(self, data: bytes) -> list[str]:
+        """``h`` + 128 bits of HMAC-SHA256 of ``data`` under a key derived from each
+        encryption key, the current one's first (so a repeat under a rotated key still
+        meets a start made under the old one)."""
+        keys = [self._digest_keys[self.current]]
+        keys += [k for name, k in self._digest_keys.items() if name != self.current]
+        return ["h" + hmac.digest(k, data, "sha256")[:16].hex() for k in keys]
 
     def encode(self, data: bytes) -> tuple[str, bytes]:
         name = f"aesgcm/{self.current}"
@@ -165,6 +185,14 @@ class Chain:
             data = codec.decode(name, data)
         return _serde.loads(data)
 
+    def digests(self, value: Any) -> str:
+        """What a start with a reference id sends to recognise a repeat of the same
+        payload (see ``start_run.lua``): the codecs' keyed digests of the plaintext JSON,
+        space-separated; without keyed ones (compression only) the SHA-1 of the
+        plaintext JSON, which is what a start without codecs is compared by."""
+        data = _serde.dumps(value).encode()
+        keyed = [d for codec in self.codecs for d in codec.digests(data)]
+        return " ".join(keyed) if keyed else hashlib.sha1(data).hexdigest()
 
     def seal_error(self, error: dict[str, Any]) -> dict[str, Any]:
         """An error record to store: its ``message`` and ``traceback`` wrapped when

@@ -25,6 +25,9 @@ metric                                                     source
 ``aiki_worker_redis_resets_total{worker}``
 ``aiki_worker_rate_limit_waits_total{worker,limit}``,      rate-limit waits in the worker, the
 ``_wait_seconds_total``, ``_parks_total``                  seconds waited, runs parked for it
+``aiki_worker_concurrency_waits_total``,                   runs that waited for a concurrency
+``_wait_seconds_total`` ``{worker,workflow,version,key}``  key's slot, and how long (key ''
+                                                           = the version-wide one)
 ``aiki_redis_up``                                          1 if the last scrape read Redis
 ``aiki_redis_resets_total``                                this server found Redis emptied
 =========================================================  ====================================
@@ -194,6 +197,18 @@ class RedisCollector(Collector):
             "Runs parked awaiting_rate_limit (a wait too long to hold a worker slot)",
             labels=["worker", "limit"],
         )
+        concurrency_waits = CounterMetricFamily(
+            "aiki_worker_concurrency_waits",
+            "Runs this worker executed that had waited awaiting_concurrency for their key's "
+            "slot (key '' = the version-wide one; past 100 keys a version's new keys count "
+            "as '(other)')",
+            labels=["worker", "workflow", "version", "key"],
+        )
+        concurrency_seconds = CounterMetricFamily(
+            "aiki_worker_concurrency_wait_seconds",
+            "Seconds those runs waited for their concurrency key's slot",
+            labels=["worker", "workflow", "version", "key"],
+        )
         up = GaugeMetricFamily("aiki_redis_up", "1 if the last scrape could read Redis")
         families: list[Metric] = [
             started,
@@ -216,6 +231,8 @@ class RedisCollector(Collector):
             rate_waits,
             rate_seconds,
             rate_parks,
+            concurrency_waits,
+            concurrency_seconds,
             up,
         ]
         if empty:
@@ -258,6 +275,9 @@ class RedisCollector(Collector):
                 rate_waits.add_metric([w["id"], limit], waits)
                 rate_seconds.add_metric([w["id"], limit], waited)
                 rate_parks.add_metric([w["id"], limit], parks)
+            for workflow, version, key, waits, waited in w["concurrency_waits"]:
+                concurrency_waits.add_metric([w["id"], workflow, version, key], waits)
+                concurrency_seconds.add_metric([w["id"], workflow, version, key], waited)
         up.add_metric([], self.up)
         yield from families
 

@@ -73,6 +73,7 @@ async def list_workers(store: Store, *, now: int | None = None) -> list[dict[str
                 "executions_finished": _int(entry.get("executions_finished")),
                 "redis_resets": _int(entry.get("redis_resets")),
                 "rate_limit_waits": _rate_waits(entry.get("rate_limit_waits")),
+                "concurrency_waits": _concurrency_waits(entry.get("concurrency_waits")),
             }
         )
     if prune:
@@ -360,6 +361,26 @@ def _rate_waits(value: Any) -> dict[str, tuple[int, float, int]]:
             if isinstance(counts, list) and len(counts) == 3:
                 try:
                     out[str(name)] = (int(counts[0]), float(counts[1]), int(counts[2]))
+                except (TypeError, ValueError):
+                    continue
+    return out
+
+
+def _concurrency_waits(value: Any) -> list[tuple[str, str, str, int, float]]:
+    """A worker's concurrency-key waits: (workflow, version, key, runs that waited,
+    seconds they waited), from its ``"workflow@version" -> key -> [waits, seconds]``;
+    anything malformed is left out."""
+    out: list[tuple[str, str, str, int, float]] = []
+    if not isinstance(value, dict):
+        return out
+    for version_id, keys in value.items():
+        workflow, at, version = str(version_id).rpartition("@")
+        if not at or not isinstance(keys, dict):
+            continue
+        for key, counts in keys.items():
+            if isinstance(counts, list) and len(counts) == 2:
+                try:
+                    out.append((workflow, version, str(key), int(counts[0]), float(counts[1])))
                 except (TypeError, ValueError):
                     continue
     return out

@@ -28,9 +28,12 @@ key                                            type    what
 ``{s}:stream:<workflow>:<version>``            stream  one message per execution needed;
                                                        field ``run`` = run id; consumer group
                                                        ``aiki-workers``
-``{s}:reference:<workflow>:<ref id>``          string  ``<run id>:<sha1 of payload>`` for
-                                                       idempotent starts (``reference_id=``;
-                                                       the shard is a hash of both)
+``{s}:reference:<workflow>:<ref id>``          string  ``<run id>:<digest>`` for idempotent
+                                                       starts (``reference_id=``; the shard
+                                                       is a hash of both); digest: sha1 of
+                                                       the payload JSON, or ``h<hex>``, an
+                                                       HMAC of it under the starter's
+                                                       encryption key (aiki.codecs)
 ``{s}:runs``                                   zset    the shard's run ids, scored by creation
 ``{s}:ended``                                  zset    ended run id -> end time (ms): retention
 ``{s}:timers``                                 zset    parked run id -> due time (ms): retry

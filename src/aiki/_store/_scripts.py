@@ -45,6 +45,7 @@ class StartRun(Binding):
         "trace",
         "concurrency_key",
         "concurrency_limit",
+        "digests",
     )
     run: str
     stream: str
@@ -65,6 +66,7 @@ class StartRun(Binding):
     trace: str
     concurrency_key: str
     concurrency_limit: Arg
+    digests: str = ""  # a reference id's payload digests (see start_run.lua)
 
 
 @script("take_run")

@@ -32,6 +32,7 @@ class StartOps(StoreBase):
         trace: str = "",
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        digests: str = "",
     ) -> str:
         """Create a run and enqueue it (or schedule it for ``start_at_ms``, or for
         ``start_delay_ms`` from now on Redis's clock), in one script.
@@ -44,6 +45,8 @@ class StartOps(StoreBase):
         trace context, stored with the run for the workers that execute it.
         ``concurrency_limit`` (with ``concurrency_key``, "" for the version's shared key):
         the run executes only when a slot of its key is free (``aiki._concurrency``).
+        ``digests``: how a repeat recognises the same payload when it is stored encoded
+        (``aiki.codecs.Chain.digests``; "" for the SHA-1 of ``payload_json``).
         """
         if on_conflict not in ("error", "return_existing"):
             raise ConfigurationError(
@@ -82,6 +85,7 @@ class StartOps(StoreBase):
                 trace=trace,
                 concurrency_key=concurrency_key or "",
                 concurrency_limit="" if concurrency_limit is None else int(concurrency_limit),
+                digests=digests,
             ).call(self.redis)
         except ScriptRefused as refused:
             if refused.code == "CONFLICT":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -128,7 +129,9 @@ async def start_from_request(
     workflow, version = values["workflow"], values["version"]
     # A client with codecs sends its payload encoded: checked once decoded, if this
     # server has the codecs; else not here (the worker checks it with the types).
-    checkable, _ = current_state().decoder.value(values["payload"])
+    decoder = current_state().decoder
+    checkable, _ = decoder.value(values["payload"])
+    encoded = describe_envelope(values["payload"]) is not None
     if describe_envelope(checkable) is not None:
         checkable = _UNCHECKED
     try:
@@ -147,6 +150,10 @@ async def start_from_request(
         raise ApiError(413, "payload_too_large", str(exc), exc.field, limit=exc.limit) from None
     except (ConfigurationError, InvalidPayload) as exc:
         raise ApiError(422, "validation_error", str(exc), exc.field) from None
+    if encoded and checkable is not _UNCHECKED and start.reference_id is not None:
+        # Decoded with this server's keys: a repeat is recognised by the plaintext's
+        # digests, as a client with the same keys does (else by the envelope's SHA-1).
+        start = dataclasses.replace(start, digests=decoder.chain.digests(checkable))
     try:
         # registered=True: the server has no workflow code, so the version's registration
         # gives its shards and default timeout; retry_for=0: a request does not wait out a
