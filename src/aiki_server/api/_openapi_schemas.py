@@ -85,6 +85,13 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Search attributes the workflow set (ctx.set_attributes)",
             },
             "sensitive": {"type": "boolean"},
+            "codec_errors": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Present when the server was given codecs (AIKI_CODEC_KEYS) "
+                "and some encoded values (aiki:codec/1:... envelopes) could not be decoded: "
+                "the path of each in this answer and why (names key ids, never keys)",
+            },
             "concurrency_key": _nullable(
                 {
                     "type": "string",
