@@ -105,10 +105,14 @@ class RecordTask(Binding):
 
 @script("finish_run")
 class FinishRun(Binding):
-    KEYS = ("run", "stream")
-    ARGV = ("revision", "status", "field", "value", "message", "group", "channel", "id", "base")
+    KEYS = ("run", "stream", "tasks")
+    ARGV = (
+        "revision", "status", "field", "value", "message", "group", "channel", "id", "base",
+        "address", "record",
+    )  # fmt: skip
     run: str
     stream: str
+    tasks: str
     revision: int
     status: str
     field: str
@@ -118,6 +122,8 @@ class FinishRun(Binding):
     channel: str
     id: str
     base: str
+    address: str
+    record: str
 
 
 @script("requeue_run")

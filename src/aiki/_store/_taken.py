@@ -118,8 +118,15 @@ class TakenOps(StoreBase):
         *,
         result_json: str | None = None,
         error: dict[str, Any] | None = None,
+        task: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
-        """Record the run's outcome, ack its message and notify waiters, in one script."""
+        """Record the run's outcome, ack its message and notify waiters, in one script;
+        with ``task`` (address, record), the workflow's last task record too (one round
+        trip instead of two for a workflow that ends right after its last task)."""
+        address, record = "", ""
+        if task is not None:
+            address = task[0]
+            record = _serde.dumps(task[1], what="task record", depth=_serde.MAX_JSON_DEPTH + 1)
         if error is not None:
             status, name, value = "failed", "error", _serde.dumps(error, what="error")
         else:
@@ -128,6 +135,7 @@ class TakenOps(StoreBase):
         await FinishRun(
             run=k.run(run.id),
             stream=k.run_stream(run.id, run.workflow, run.version),
+            tasks=k.tasks(run.id),
             revision=run.revision,
             status=status,
             field=name,
@@ -137,6 +145,8 @@ class TakenOps(StoreBase):
             channel=k.run_ended_channel,
             id=run.id,
             base=k.base(shard_of(run.id)),
+            address=address,
+            record=record,
         ).call(self.redis)
         await self.acknowledged()
 
