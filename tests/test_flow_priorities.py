@@ -75,7 +75,13 @@ async def test_a_bad_priority_is_a_422_over_http(settings: Any) -> None:
             )
             assert r.status_code == 422, r.text
             assert r.json()["error"]["field"] == "priority", r.text
+        r = await http.post(
+            "/api/v1/schedules",
+            json={"id": "s", "workflow": WF, "version": V, "every": 60, "priority": 101},
+        )
+        assert r.status_code == 422 and r.json()["error"]["field"] == "priority", r.text
         assert (await client.list_runs()).runs == []
+        assert await client.list_schedules() == []
         # A good one is stored and shown; the OpenAPI document declares the field.
         r = await http.post(
             "/api/v1/runs",
@@ -268,6 +274,17 @@ async def test_every_requeue_keeps_the_priority(client: aiki.Client) -> None:
     _read, outcome = await _take_next(store)
     assert isinstance(outcome, TakeRefused) and outcome.reason == "spare"
     assert await store.redis.command("XLEN", store.keys.stream(WF, V)) == 0  # acked, deleted
+
+
+async def test_a_schedules_runs_have_its_priority(client: aiki.Client) -> None:
+    from aiki.engine import trigger_schedule
+
+    await prioritized_v1.schedule(client, "nightly", {"label": "s"}, every=3600, priority=25)
+    (listed,) = await client.list_schedules()
+    assert listed["priority"] == 25
+    run_id = await trigger_schedule(client.store, "nightly")
+    assert (await client.get_run(run_id)).priority == 25
+    assert await _queued(client.store, run_id)
 
 
 async def test_a_child_inherits_its_parents_priority(client: aiki.Client) -> None:
