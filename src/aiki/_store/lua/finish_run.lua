@@ -9,12 +9,12 @@ local run, stream = KEYS[1], KEYS[2]
 local revision, status, field, value, message, group, channel, id, base =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 
-local st, refused = fence(run, revision, 'parent')
+local st, refused = fence(run, revision, 'parent', 'concurrency_limit')
 if refused then return refused end
 local now = now_ms(run)
 redis.call('HSET', run, 'status', status, field, value, 'ended_at', now, 'updated_at', now)
 index_status(run, id, 'running', status)
-concurrency_release(run, id, 'running', now)
+if st[4] then concurrency_release(run, id, 'running', now) end
 redis.call('HDEL', run, 'message')
 redis.call('XACK', stream, group, message)
 redis.call('XDEL', stream, message)

@@ -164,7 +164,8 @@ end
 -- A run that ends (`old` its status before) gives its slot back, and each freed slot goes
 -- to the key's first waiting run, enqueued at once: its stream message wakes a worker,
 -- nothing polls. A waiting run that ends (cancelled) leaves the list. Entries whose run no
--- longer waits (paused, cancelled, taken again) are skipped.
+-- longer waits (paused, cancelled, taken again) are skipped. Called only for a run with a
+-- `concurrency_limit` (the caller's HMGET read it), so other runs pay nothing.
 local function concurrency_release(run, id, old, now)
   local c = redis.call('HMGET', run, 'concurrency_limit', 'concurrency_slot', 'concurrency_key',
     'workflow', 'version')
@@ -206,23 +207,22 @@ local function create_run(run, stream, runs, timers, id, workflow, version, payl
     start_at, timeout_ms, key, limit)
   redis.call('HSET', run, 'id', id, 'workflow', workflow, 'version', version,
     'payload', payload, 'revision', 0, 'attempts', 0, 'created_at', now, 'updated_at', now)
-  local status = 'queued'
+  local status, also = 'queued', {}
   local base = base_of(run)
   if limit and limit ~= '' then
     redis.call('HSET', run, 'concurrency_key', key, 'concurrency_limit', limit)
   end
   if start_at ~= '' and tonumber(start_at) > tonumber(now) then
-    status = 'scheduled'
-    redis.call('HSET', run, 'wake_at', start_at)
+    status, also = 'scheduled', {'wake_at', start_at}
     redis.call('ZADD', timers, start_at, id)
   elseif limit and limit ~= '' and not concurrency_admit(run, id,
       key_concurrency(base, workflow, version, key), limit) then
     status = 'awaiting_concurrency'
     concurrency_wait(run, id, key_concurrency_waiting(base, workflow, version, key), now)
   else
-    redis.call('HSET', run, 'message', redis.call('XADD', stream, '*', 'run', id))
+    also = {'message', redis.call('XADD', stream, '*', 'run', id)}
   end
-  redis.call('HSET', run, 'status', status)
+  redis.call('HSET', run, 'status', status, unpack(also))
   if timeout_ms ~= '' then redis.call('HSET', run, 'timeout_ms', timeout_ms) end
   redis.call('ZADD', runs, now, id)
   index_status(run, id, nil, status)
