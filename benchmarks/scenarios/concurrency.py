@@ -5,7 +5,8 @@ Three kinds of throughput round on one worker process, method as in ``throughput
 the first start until the client has the last result), on the same workers, alternated
 ``REPEATS`` times (the machine's load moves between rounds; the medians are reported):
 
-* ``plain``: the one-task workflow without ``concurrency=`` (the baseline);
+* ``plain``: the one-task workflow without ``concurrency=`` (the baseline; the same
+  payloads, a small object with a key);
 * ``unique_keys``: the same one task under ``Concurrency(1, key=...)``, a key of its
   own on every run (nobody ever waits: the cost of admission and release);
 * ``shared_keys``: the same with 20 keys, limit 1 each, so every key's runs go one
@@ -37,9 +38,9 @@ LABELS = ("plain", "unique_keys", "shared_keys")
 
 
 def _payloads(label: str, n: int) -> list[Any]:
-    if label == "plain":
-        return list(range(n))
-    keys = n if label == "unique_keys" else SHARED_KEYS
+    """The same payloads in every round (the plain one ignores the key), so the rounds
+    differ by ``concurrency=`` alone."""
+    keys = SHARED_KEYS if label == "shared_keys" else n
     return [{"key": f"k{i % keys}", "i": i} for i in range(n)]
 
 
@@ -47,10 +48,9 @@ async def _round(bench: Bench, label: str, children: list[Any], rep: int) -> dic
     n = bench.sizes.throughput_runs
     wf = one_task_v1 if label == "plain" else keyed_one_task_v1
     warm = _payloads(label, bench.sizes.warmup)
-    await bench.run_many(wf, [p if label == "plain" else {**p, "w": rep} for p in warm])
-    payloads = _payloads(label, n)
-    if label != "plain":  # keys of this repetition's own
-        payloads = [{**p, "key": f"{p['key']}-{rep}"} for p in payloads]
+    await bench.run_many(wf, [{**p, "key": f"w{rep}-{p['key']}"} for p in warm])
+    # Keys of this repetition's own.
+    payloads = [{**p, "key": f"{p['key']}-{rep}"} for p in _payloads(label, n)]
     cpu0 = [c.cpu_seconds() for c in children]
     self0, redis0 = self_cpu_seconds(), cpu_seconds(bench.redis_pid)
     t0 = now()
