@@ -12,6 +12,9 @@ local library = {
   "index_status", "index_add", "index_remove", "retain", "wake_parent", "create_run", "take",
   "key_concurrency", "key_concurrency_waiting", "concurrency_holders", "concurrency_admit",
   "concurrency_wait", "concurrency_release",
+  -- priorities
+  "key_queue", "key_held", "sibling", "is_held", "enqueue", "requeue", "drop_message",
+  "take_next",
 }
 
 files["src/aiki/_store/lua/*.lua"] = {read_globals = library}

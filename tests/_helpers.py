@@ -120,3 +120,17 @@ async def scan_redis(client: aiki.Client) -> list[str]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def take(
+    store: Any, workflow: str, version: str, run_id: str, worker: str, message_id: str
+) -> Any:
+    """Take ``run_id`` for ``worker`` as if its message ``message_id`` was read from
+    the version's stream (the store's take, raising its refusal): a TakenRun."""
+    from aiki._store import Message, TakeRefused, shard_of
+
+    stream = store.keys.stream(workflow, version, shard_of(run_id))
+    _held, taken = await store.take_run(Message(stream, message_id, {"run": run_id}), worker)
+    if isinstance(taken, TakeRefused):
+        raise taken
+    return taken

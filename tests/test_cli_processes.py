@@ -23,7 +23,7 @@ import trio
 from _helpers import wait_until
 from workers.fault_worker import SOAK_STEPS, soak_expected, soak_v1
 from workers.hardening import aiki_command, cli_env
-from workers.procs_flows import hold_v1
+from workers.procs_flows import hold_v1, stuck_v1
 
 import aiki
 
@@ -236,22 +236,30 @@ async def test_a_sigkilled_child_is_restarted_and_every_run_completes(
     ran again after its result was recorded."""
     concurrency = 4
     args = ["--processes", "2", "--id", "k", "--concurrency", str(concurrency)]
-    args += ["--block-time", "0.2"]
+    # k-1 never takes k-2's runs over: only the restarted k-2 can finish them.
+    args += ["--block-time", "0.2", "--claim-min-idle-time", "600"]
     async with supervised(redis_url, tmp_path, "workers.procs_flows:both", *args) as sup:
         client = sup.client
         pids = await sup.wait_registered("k-1", "k-2")
         payloads = [{"x": 7 * i + 1} for i in range(24)]
         handles = [await soak_v1.start(client, p) for p in payloads]
 
-        async def running_on_victim() -> bool:
-            for handle in handles:
-                run = await client.get_run(handle.id)
-                if run.status == "running" and run.worker == "k-2":
+        victim = pids["k-2"]
+        redis = client.store.redis
+
+        async def victim_inside_a_task() -> bool:
+            """k-2 has started a task (its token is in execs) that has not counted its
+            end yet: killing it now interrupts that task."""
+            for key in await redis.command("KEYS", "execs:*"):
+                base = _text(key).partition(":")[2]
+                last = _text((await redis.command("LRANGE", f"execs:{base}", "-1", "-1"))[0])
+                if last.startswith(f"pid{victim}:") and not await redis.command(
+                    "GET", f"count:{base}"
+                ):
                     return True
             return False
 
-        await wait_until(running_on_victim, timeout=GUARD, what="a run in flight on k-2")
-        victim = pids["k-2"]
+        await wait_until(victim_inside_a_task, timeout=GUARD, what="k-2 inside a task")
         os.kill(victim, signal.SIGKILL)
         restarted = await sup.wait_registered("k-2", not_pids={victim})
         assert restarted["k-2"] != victim
@@ -261,6 +269,7 @@ async def test_a_sigkilled_child_is_restarted_and_every_run_completes(
         assert f"worker-2 (pid {victim}) was killed by SIGKILL; restarting" in sup.log()
 
         extra_starts = 0
+        by_process: set[str] = set()
         for handle, payload in zip(handles, payloads, strict=True):
             assert results[handle.id] == {"values": soak_expected(payload["x"])}
             run = await client.get_run(handle.id, with_tasks=True)
@@ -278,11 +287,40 @@ async def test_a_sigkilled_child_is_restarted_and_every_run_completes(
                 assert execs and execs[-1] == record["result"]["token"], (base, execs)
                 assert count >= 1 and len(execs) >= count
                 extra_starts += len(execs) - 1
+                by_process |= {t.partition(":")[0] for t in execs}
+                if len(execs) > 1:  # interrupted by the kill: run again by the new k-2
+                    assert execs[0].startswith(f"pid{victim}:"), (base, execs)
+                    assert execs[-1].startswith(f"pid{restarted['k-2']}:"), (base, execs)
         # One kill interrupts at most the victim's `concurrency` tasks.
+        print(f"executions started again after the kill: {extra_starts}")
         assert extra_starts <= concurrency
+        # The victim, its replacement and the other child all executed tasks.
+        assert {f"pid{victim}", f"pid{restarted['k-2']}", f"pid{pids['k-1']}"} <= by_process
 
         assert await sup.stop(signal.SIGTERM) == 0, sup.log()
         for pid in (pids["k-1"], restarted["k-2"]):
+            assert not alive(pid)
+
+
+async def test_a_child_that_cannot_stop_is_killed_after_the_grace(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A child whose process is blocked (a task sleeping synchronously) ignores its
+    SIGTERM: once the grace (--shutdown-grace plus the margin) has passed, the
+    supervisor stops it at once, then SIGKILLs it; nothing is left running."""
+    args = ["--processes", "2", "--id", "hung", "--shutdown-grace", "0"]
+    async with supervised(redis_url, tmp_path, "workers.procs_flows:both", *args) as sup:
+        pids = await sup.wait_registered("hung-1", "hung-2")
+        handle = await stuck_v1.start(sup.client, {})
+        await wait_until(lambda: _entered(sup.client, handle.id), timeout=GUARD)
+        (stuck_pid,) = await _entered(sup.client, handle.id)
+        assert stuck_pid in pids.values()
+        assert await sup.stop(signal.SIGTERM) == 0, sup.log()
+        log = sup.log()
+        assert "still stopping after 10 s: stopping at once" in log, log
+        name = next(f"worker-{i}" for i in (1, 2) if pids[f"hung-{i}"] == stuck_pid)
+        assert f"{name} (pid {stuck_pid}) still running 5 s later: killed" in log, log
+        for pid in pids.values():
             assert not alive(pid)
 
 

@@ -66,8 +66,9 @@ async def _redis(redis_url: str, *args: str) -> Any:
 async def _holders(redis_url: str, handle: aiki.RunHandle, key: str) -> set[str]:
     k = Keys()
     raw = await _redis(
-        redis_url, "SMEMBERS", k.concurrency(handle.workflow, handle.version, key,
-                                             shard_of(handle.id))
+        redis_url,
+        "SMEMBERS",
+        k.concurrency(handle.workflow, handle.version, key, shard_of(handle.id)),
     )
     return {m.decode() if isinstance(m, bytes) else m for m in raw}
 

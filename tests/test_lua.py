@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aiki._redis import Lua, Redis, connect
-from aiki._store import Keys, _binding, _scripts, shard_of
+from aiki._store import GROUP, Keys, _binding, _scripts, shard_of
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA_DIR = ROOT / "src" / "aiki" / "_store" / "lua"
@@ -80,7 +80,9 @@ return {tostring(shard), base, key_run(base, id), key_tasks(base, id), key_event
   base_of(key_stream(base, workflow, version)), key_index(base, 'attr:customer', ref),
   key_indexed(base, id), key_concurrency(base, workflow, version, ref),
   key_concurrency_waiting(base, workflow, version, ref),
-  key_concurrency(base, workflow, version, '')}
+  key_concurrency(base, workflow, version, ''), key_queue(base, workflow, version),
+  key_held(base, workflow, version), sibling(key_stream(base, workflow, version), 'queue'),
+  sibling(key_stream(base, workflow, version), 'held'), GROUP}
 """,
 )
 
@@ -122,7 +124,13 @@ async def test_lua_key_builders_match_keys(private_redis: Redis, prefix: str, ru
         k.concurrency(workflow, version, ref, shard),
         k.concurrency_waiting(workflow, version, ref, shard),
         k.concurrency(workflow, version, "", shard),
+        k.queue(workflow, version, shard),
+        k.held(workflow, version, shard),
+        k.queue(workflow, version, shard),
+        k.held(workflow, version, shard),
+        GROUP,
     ]
+    assert Keys.held_of(k.stream(workflow, version, shard)) == k.held(workflow, version, shard)
 
 
 _STATUS_WRITE = re.compile(r"'HSET',[^)]*'status',", re.DOTALL)

@@ -104,6 +104,7 @@ ENGINE = [
     "Keys",
     "MAX_JSON_DEPTH",
     "MAX_MS",
+    "MAX_PRIORITY",
     "MAX_SECONDS",
     "RUN_STATUSES",
     "RedisAddress",

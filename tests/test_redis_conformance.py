@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
-from _helpers import running_worker
+from _helpers import running_worker, take
 
 import aiki
 from aiki._redis import ScriptRefused, resolve_implementation
@@ -76,10 +76,10 @@ async def test_pubsub_roundtrip(impl_client: aiki.Client, redis_url: str) -> Non
 async def test_fenced_transitions(impl_client: aiki.Client) -> None:
     store: Store = impl_client.store
     run_id = await store.start_run("wf", "1", json.dumps({"x": 1}))
-    first = await store.take_run(run_id, "worker-a", "1-0")
+    first = await take(store, "wf", "1", run_id, "worker-a", "1-0")
     assert first.revision == 1 and first.payload == {"x": 1} and first.tasks == {}
     await store.record_task(first, "t:0", {"status": "completed", "result": 1})
-    second = await store.take_run(run_id, "worker-b", "1-0")  # a claim: fences out A
+    second = await take(store, "wf", "1", run_id, "worker-b", "1-0")  # a claim: fences out A
     assert second.revision == 2
     assert second.tasks == {"t:0": {"status": "completed", "result": 1}}
     with pytest.raises(ScriptRefused) as stale:
@@ -92,20 +92,20 @@ async def test_fenced_transitions(impl_client: aiki.Client) -> None:
     assert run is not None and run.status == "completed" and run.result == "from B"
     assert list(run.tasks or {}) == ["t:0"]
     with pytest.raises(TakeRefused) as ended:
-        await store.take_run(run_id, "worker-c", "1-0")
+        await take(store, "wf", "1", run_id, "worker-c", "1-0")
     assert ended.value.reason == "ended"
 
 
 async def test_park_timers_events_and_references(impl_client: aiki.Client) -> None:
     store: Store = impl_client.store
     run_id = await store.start_run("wf", "1", "null")
-    taken = await store.take_run(run_id, "w", "1-0")
+    taken = await take(store, "wf", "1", run_id, "w", "1-0")
     status = await store.park_run(taken, "1-0", status="sleeping", wake_at_ms=1)
     assert status == "sleeping"
     fired, due, _next = await store.fire_timers()
     assert (fired, due) == (1, 1)
     assert (await store.get_run(run_id)).status == "queued"  # type: ignore[union-attr]
-    taken = await store.take_run(run_id, "w", "2-0")
+    taken = await take(store, "wf", "1", run_id, "w", "2-0")
     assert await store.send_event(run_id, "paid", '{"n":1}', reference_id="r") is True
     assert await store.send_event(run_id, "paid", '{"n":1}', reference_id="r") is False
     # The event came while the run was running: parking for it re-queues at once.

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import trio
-from _helpers import running_worker
+from _helpers import running_worker, take
 
 import aiki
 from aiki._store import RUN_STATUSES, RunQuery, Store, TakenRun, shard_of
@@ -44,7 +44,7 @@ async def _check(store: Store, run_id: str, expected: str) -> None:
 async def _take(store: Store, run_id: str) -> tuple[TakenRun, str]:
     message = await store.redis.command("HGET", store.keys.run(run_id), "message")
     message = message.decode() if isinstance(message, bytes) else message
-    return await store.take_run(run_id, "w1", message), message
+    return await take(store, WF, V, run_id, "w1", message), message
 
 
 async def test_the_status_index_follows_every_transition(client: aiki.Client) -> None:

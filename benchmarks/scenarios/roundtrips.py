@@ -24,8 +24,7 @@ WHY = {
     "EVALSHA start_run": "create the run + XADD its message + index it",
     "XREADGROUP": "receive the message (blocking read, dedicated connection)",
     "EVALSHA take_run": "fence (revision+1) + load payload and task records",
-    "EVALSHA record_task": "record the task's result (fenced)",
-    "EVALSHA finish_run": "result + XACK + XDEL + PUBLISH run-ended",
+    "EVALSHA finish_run": "last task's record + result + XACK + XDEL + PUBLISH run-ended",
 }
 ORDER = list(WHY)
 # Sent by the benchmark's own admin connection, not by Aiki.

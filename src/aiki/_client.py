@@ -292,6 +292,7 @@ class Client:
         result_type: PayloadType = UNTYPED,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        priority: int = 0,
     ) -> RunHandle:
         request = StartRequest.build(
             workflow,
@@ -307,6 +308,7 @@ class Client:
             max_payload_bytes=self.max_payload_bytes,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            priority=priority,
         )
         if reference_id is not None and self.codecs:
             # The stored payload differs on every start (a fresh nonce): a repeat is
@@ -326,6 +328,7 @@ class Client:
         *,
         concurrency_keys: Sequence[str | None] | None = None,
         concurrency_limit: int | None = None,
+        priority: int = 0,
     ) -> list[RunHandle]:
         # Every payload is checked before anything is written.
         keys = concurrency_keys or [None] * len(payloads)
@@ -339,6 +342,7 @@ class Client:
                 max_payload_bytes=self.max_payload_bytes,
                 concurrency_key=key,
                 concurrency_limit=concurrency_limit,
+                priority=priority,
             )
             for p, key in zip(payloads, keys, strict=True)
         ]

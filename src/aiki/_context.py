@@ -10,6 +10,7 @@ recorded, fenced by the run's revision, before ``start`` returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +42,7 @@ AcquireRate = Callable[[RateLimit, str | None, int], Awaitable[tuple[bool, float
 StartChild = Callable[[str, str, str, str, tuple[str | None, int | None]], Awaitable[str]]
 GetRun = Callable[[str], Awaitable[Any]]
 SetAttributes = Callable[[dict[str, str | None]], Awaitable[None]]
+FlushSoon = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 def _current_trio_task() -> trio.lowlevel.Task | None:
@@ -73,6 +75,7 @@ class WorkflowContext:
         set_attributes: SetAttributes | None = None,
         task_attempt: TaskAttempt | None = None,
         acquire_rate: AcquireRate | None = None,
+        flush_soon: FlushSoon | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
@@ -99,6 +102,12 @@ class WorkflowContext:
 
         self._record_task = record_in_order
         self._raw_record_task = record_task
+        # A completed task's record held back (see _record_completed): the executor's
+        # ``flush_soon`` writes it at the code's next checkpoint, else it rides on the finish.
+        self._flush_soon = None if replay_only else flush_soon
+        self._held: tuple[str, dict[str, Any]] | None = None
+        self._flushing: trio.Event | None = None
+        self._flush_error: Exception | None = None
         self._task_attempt = task_attempt
         self._acquire_rate = acquire_rate  # None: rate limits are not enforced (tests)
         self._inline_retry_max_delay = inline_retry_max_delay
@@ -206,11 +215,75 @@ class WorkflowContext:
         run; one fenced, indexed write (none when a replay sets the same values)."""
         changes = check_attributes({**(attributes or {}), **more}, allow_none=True)
         if self._set_attributes is not None and not self._replay_only and changes:
+            if self._held is not None or self._flushing is not None:
+                await self.flush()
             await self._set_attributes(changes)
 
     async def _record(self, address: str, record: dict[str, Any]) -> None:
+        if self._held is not None or self._flushing is not None:
+            await self.flush()
         await self._record_task(address, record)
         self._memo[address] = record
+
+    async def _record_completed(self, address: str, record: dict[str, Any]) -> None:
+        """Record a task that completed. Why it may be held back: a workflow whose code
+        ends right after its last task would write that record and then, one round trip
+        later, its outcome; held, the record rides on the finish script (one fenced
+        script, a round trip saved on every run of a one-task workflow).
+
+        What keeps the guarantees: only in sequential code (no parallel branch runs, so
+        this is the run's latest step), and only until the code does anything but plain
+        Python: every next step, attribute write or park writes it first (:meth:`flush`),
+        and at the code's first checkpoint (a ``trio.sleep``, an HTTP call, anything that
+        yields) the executor's ``flush_soon`` task writes it. So no step begins, and no
+        time passes, before it is recorded; a crash in between is a crash before the
+        record, as it always could be: the task runs again, as at-least-once tasks do."""
+        if (
+            self._flush_soon is None
+            or self._held is not None
+            or self._flushing is not None
+            or is_branch(self._root)
+        ):
+            await self._record(address, record)
+            return
+        self._stamp(address, record)  # now: patches taken after it ride on the next step
+        self._held = (address, record)
+        self._memo[address] = record
+        self._flush_soon(self._flush_quietly)
+
+    def take_held(self) -> tuple[str, dict[str, Any]] | None:
+        """The record held back, for the finish script to write (None if there is none,
+        or a write of it is already on its way: then :meth:`flush` waits for it)."""
+        held, self._held = self._held, None
+        return held
+
+    async def flush(self) -> None:
+        """Write the record held back, or wait for the write on its way; raises what
+        that write raised (a lost claim: the execution is stale)."""
+        if self._held is not None:
+            address, record = self._held
+            self._held = None
+            done = self._flushing = trio.Event()
+            try:
+                await self._raw_record_task(address, record)
+            except Exception as exc:
+                self._flush_error = exc
+            except BaseException:
+                self._held = (address, record)  # cancelled mid-write: a rewrite is harmless
+                raise
+            finally:
+                self._flushing = None
+                done.set()
+        elif self._flushing is not None:
+            await self._flushing.wait()
+        if self._flush_error is not None:
+            raise self._flush_error
+
+    async def _flush_quietly(self) -> None:
+        """``flush`` for the executor's background task: an error is kept for the code's
+        next step (or the executor) to raise, where it belongs."""
+        with contextlib.suppress(Exception):
+            await self.flush()
 
     async def sleep(self, name: str, seconds: float) -> None:
         """Sleep durably: the run is ``sleeping`` and holds no worker slot until the time
@@ -345,6 +418,8 @@ class WorkflowContext:
         stored = self._codecs.wrap(payload)  # the address above hashed the plaintext
         payload_json = _serde.dumps(stored, what="child payload")
         _tracing.event("aiki.child_started", workflow=workflow, child_id=child_id)
+        if self._held is not None or self._flushing is not None:
+            await self.flush()
         await self._start_child(workflow, version, payload_json, child_id, concurrency)
         now = self.now_ms()
         await self._record(
@@ -374,6 +449,8 @@ class WorkflowContext:
     async def _run_task(self, task: Task[Any], payload: Any) -> Any:
         from ._task_run import run_task  # it builds on this module
 
+        if self._held is not None or self._flushing is not None:
+            await self.flush()
         return await run_task(self, task, payload)
 
     async def _record_attempt(
@@ -381,6 +458,8 @@ class WorkflowContext:
     ) -> None:
         """Record an attempt of a task with a deadline, keeping the deadline in Redis
         (``None``: drop it); see :mod:`aiki._task_run`."""
+        if self._held is not None or self._flushing is not None:
+            await self.flush()
         self._stamp(address, record)
         if self._task_attempt is None:  # no Redis deadlines here (tests, replays)
             await self._raw_record_task(address, record)

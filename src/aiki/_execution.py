@@ -58,6 +58,7 @@ class Executor:
     executions_finished: int
     rate_limit_waits: dict[str, list[float]]
     concurrency_waits: dict[str, dict[str, list[float]]]
+    _executions: trio.Nursery  # where executions run (set by the first _spawn)
     # Keyed by (stream, message id): ids are unique per stream only, and two streams
     # (workflow versions) hand out the same id for messages added in the same ms.
     _in_flight: dict[tuple[str, str], tuple[Message, trio.CancelScope]]
@@ -75,7 +76,24 @@ class Executor:
         when the read already took it)."""
         scope = trio.CancelScope()
         self._in_flight[message.key] = (message, scope)
+        self._executions = nursery  # executions' held task records are written here too
         nursery.start_soon(self._execute, store, message, scope, taken)
+
+    def _flush_soon(self, flush: Callable[[], Awaitable[None]]) -> None:
+        """Run ``flush`` as a task of its own: trio starts it only once the workflow's
+        code yields, so a record held back is written at the code's first checkpoint
+        unless the code ended before (then the finish script writes it)."""
+        self._executions.start_soon(flush)
+
+    def _holds(self, read: Message, held: Message, scope: trio.CancelScope) -> None:
+        """The execution of the message ``read`` holds ``held`` instead (it took a run
+        with a priority in its place): track that one (heartbeats, control orders)."""
+        if held.key != read.key:
+            self._in_flight.pop(read.key, None)
+            self._in_flight[held.key] = (held, scope)
+            if read.key in self._abandoned:
+                self._abandoned.discard(read.key)
+                self._abandoned.add(held.key)
 
     def _release(self, message: Message) -> None:
         self._in_flight.pop(message.key, None)
@@ -111,24 +129,28 @@ class Executor:
         finished = False
         try:
             with scope:
-                run_id = message.run_id
-                if not run_id:
+                if not message.run_id and not message.is_doorbell:
                     await store.dead_letter(
                         message.stream, message.id, message.fields, "message has no 'run' field"
                     )
                     return
                 try:
-                    if isinstance(pre_taken, TakeRefused):
-                        raise pre_taken
-                    if pre_taken is None:
-                        pre_taken = await self._retrying(
-                            "take run", lambda: store.take_run(run_id, self.id, message.id)
+                    outcome = pre_taken
+                    if outcome is None:
+                        read = message
+                        message, took = await self._retrying(
+                            "take run", lambda: store.take_run(read, self.id)
                         )
-                    run: TakenRun = pre_taken
+                        self._holds(read, message, scope)
+                        outcome = took
+                    if isinstance(outcome, TakeRefused):
+                        raise outcome
+                    run: TakenRun = outcome
                     taken = run
                     if run.concurrency_waited_ms is not None:
                         count_wait(self.concurrency_waits, run, run.concurrency_waited_ms)
                 except TakeRefused as refused:
+                    run_id = message.run_id
                     if refused.reason in ("missing", "bad-run"):
                         why = (
                             f"run {run_id} does not exist"
@@ -137,7 +159,7 @@ class Executor:
                         )
                         log.warning("message %s dead-lettered: %s", message.id, why)
                         await store.dead_letter(message.stream, message.id, message.fields, why)
-                    else:
+                    elif refused.reason != "spare":  # (a spare doorbell is acked already)
                         await store.ack(message.stream, message.id)
                     finished = True
                     return
@@ -287,6 +309,7 @@ class Executor:
             task_attempt=task_attempt,
             acquire_rate=acquire_rate,
             codecs=self.client.codecs,
+            flush_soon=self._flush_soon,
         )
         deadline = taken.deadline_ms
         timed_out = False
@@ -311,7 +334,12 @@ class Executor:
                 if not timed_out:
                     result_json = self._result_json(out_type, result)
         except BaseException as exc:  # noqa: BLE001 - sorted below; the rest re-raised
+            # A task record held back is written first, whatever comes next (a park, a
+            # failure, a requeue when cancelled): it is the run's latest completed step.
+            stale = await self._flush_held(ctx, shielded=isinstance(exc, trio.Cancelled))
             kind, detail = classify(exc, taken.now_ms)
+            if stale is not None and kind != "reraise":
+                kind, detail = "stale", stale
             if ctx.diverged is not None and (kind != "stale" and kind != "reraise"
                                              or ends_in_divergence(exc)):  # fmt: skip
                 kind, detail = "failed", ctx.diverged  # never parked, never retried
@@ -331,7 +359,10 @@ class Executor:
                     self._lost(taken, stale)
             return True
         _tracing.event("aiki.timed_out" if timed_out else "aiki.completed")
+        held = None if timed_out else ctx.take_held()  # rides on the finish script
         try:
+            if held is None:
+                await ctx.flush()  # one on its way (or the timeout's): written first
             if timed_out:
                 timeout = WorkflowTimeout(taken.timeout_ms)
                 _tracing.fail(span, timeout)  # the run fails: its span says so too
@@ -344,11 +375,33 @@ class Executor:
             else:
                 await self._retrying(
                     "record result",
-                    lambda: store.finish_run(taken, message.id, result_json=result_json),
+                    lambda: store.finish_run(
+                        taken, message.id, result_json=result_json, task=held
+                    ),
                 )
-        except ScriptRefused as stale:
+        except (ScriptRefused, _StaleExecution) as stale:
             self._lost(taken, stale)
         return True
+
+    async def _flush_held(
+        self, ctx: WorkflowContext, *, shielded: bool
+    ) -> _StaleExecution | ScriptRefused | None:
+        """Write the task record ``ctx`` holds back (see WorkflowContext._record_completed);
+        returns the refusal if the run was lost meanwhile. ``shielded``: the execution is
+        being cancelled (a stopping worker, a cancelled run): the completed step is still
+        recorded, briefly, before the run is handed back."""
+        try:
+            if not shielded:
+                await ctx.flush()
+                return None
+            with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+                await ctx.flush()
+        except (_StaleExecution, ScriptRefused) as stale:
+            return stale
+        except ConnectionFailed:
+            if not shielded:
+                raise
+        return None
 
     async def _fail_unrecordable(
         self, store: Store, message: Message, taken: TakenRun, exc: Exception

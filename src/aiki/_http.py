@@ -165,6 +165,7 @@ class HttpApi(OperatorRoutes):
         start_at_ms: int | None = None,
         timeout: float | None = None,
         sensitive: bool = False,
+        priority: int = 0,
     ) -> dict[str, Any]:
         """Start a run; ``payload_json`` is the payload already encoded as JSON."""
         # Splice the encoded payload in rather than decode and re-encode it.
@@ -174,7 +175,8 @@ class HttpApi(OperatorRoutes):
             f'"on_conflict":{_serde.dumps(on_conflict)},'
             f'"start_at_ms":{_serde.dumps(start_at_ms)},'
             f'"timeout":{_serde.dumps(timeout)},'
-            f'"sensitive":{_serde.dumps(sensitive)}}}'
+            f'"sensitive":{_serde.dumps(sensitive)}'
+            + (f',"priority":{_serde.dumps(priority)}}}' if priority else "}")
         )
         data: dict[str, Any] = await self.request(
             "POST",
@@ -360,6 +362,7 @@ class HttpBackend:
             start_at_ms=_absolute(request),
             timeout=request.timeout,
             sensitive=request.sensitive,
+            priority=request.priority,
         )
         return str(data["id"])
 

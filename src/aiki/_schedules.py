@@ -23,6 +23,7 @@ from typing import Any, Literal
 from . import _serde
 from ._clock import redis_now_ms
 from ._errors import ConfigurationError
+from ._start import check_priority
 from ._store import ScheduleNotFound, Store, with_shard
 
 log = logging.getLogger("aiki.schedules")
@@ -37,6 +38,7 @@ class Schedule:
     Exactly one of ``cron`` (a 5-field cron expression, UTC) and ``every`` (seconds).
     ``overlap``: what to do when an occurrence comes while the previous run still runs:
     ``allow`` (start anyway), ``skip`` (skip this occurrence), ``cancel_previous``.
+    ``priority``: the runs' (see ``WorkflowVersion.start``).
     """
 
     id: str
@@ -46,6 +48,7 @@ class Schedule:
     cron: str | None = None
     every: float | None = None
     overlap: Overlap = "allow"
+    priority: int = 0
 
     def __post_init__(self) -> None:
         if not self.id or not isinstance(self.id, str):
@@ -68,6 +71,7 @@ class Schedule:
                 field="overlap",
             )
         _serde.dumps(self.payload, what="schedule payload")
+        check_priority(self.priority)
 
     def next_after(self, ms: int) -> int:
         """The first occurrence strictly after ``ms`` (epoch milliseconds)."""
@@ -143,6 +147,7 @@ async def trigger_schedule(store: Store, schedule_id: str) -> str:
         version=schedule.version,
         payload_json=_serde.dumps(schedule.payload),
         timeout=await store.workflow_timeout(schedule.workflow, schedule.version),
+        priority=schedule.priority,
     )
     return run_id
 
@@ -194,6 +199,7 @@ async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
             version=schedule.version,
             payload_json=_serde.dumps(schedule.payload),
             timeout=await store.workflow_timeout(schedule.workflow, schedule.version),
+            priority=schedule.priority,
         )
         if fired == 1:
             started += 1

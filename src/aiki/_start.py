@@ -9,7 +9,7 @@ repeated start meets the first one) and apply the same conflict policy. So:
 * :class:`StartRequest` is a validated start. :meth:`StartRequest.build` is its only
   validating constructor: the payload is encoded to compact JSON and checked against the
   size limit, ``reference_id``, ``on_conflict``, ``delay``/``start_at``/``start_at_ms``,
-  ``timeout``, ``sensitive`` and ``shards`` are checked. A refusal raises
+  ``timeout``, ``sensitive``, ``priority`` and ``shards`` are checked. A refusal raises
   :class:`ConfigurationError` or :class:`InvalidPayload` (:class:`PayloadTooLarge` for
   the limit) whose ``field`` names the argument at fault, which the HTTP API reports.
 * :func:`start_run` starts one: it chooses the run id, calls the store's start script
@@ -39,11 +39,13 @@ from ._store import Store, choose_run_id
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "MAX_MS",
+    "MAX_PRIORITY",
     "MAX_SECONDS",
     "START_RETRY_FOR",
     "StartOutcome",
     "StartRequest",
     "aware_ms",
+    "check_priority",
     "encode_payload",
     "json_type",
     "start_run",
@@ -55,6 +57,9 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
 MAX_MS = 253_402_300_799_999
 #: Largest number of seconds accepted for a run timeout (10 years).
 MAX_SECONDS = 315_360_000
+#: Priorities: an int from 0 (the default: no priority) to MAX_PRIORITY; a waiting run
+#: with a higher one is taken first (docs/flow-control.md#priorities).
+MAX_PRIORITY = 100
 #: How long a start keeps retrying while Redis cannot be reached (a restart, a failover).
 START_RETRY_FOR = 30.0
 
@@ -93,6 +98,24 @@ def aware_ms(when: datetime, field: str) -> int:
     if not isinstance(when, datetime) or when.tzinfo is None:
         raise ConfigurationError(f"{field} must be a timezone-aware datetime", field=field)
     return int(when.timestamp() * 1000)
+
+
+def check_priority(priority: Any) -> int:
+    """``priority`` if it is an int from 0 to MAX_PRIORITY, else ConfigurationError
+    naming ``priority`` (a bool, a float, a string are refused: 1.5 or "high" would
+    have to be guessed at)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        got = repr(priority) if isinstance(priority, float) else json_type(priority)
+        raise ConfigurationError(
+            f"priority must be an integer from 0 to {MAX_PRIORITY}, got {got}",
+            field="priority",
+        )
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ConfigurationError(
+            f"priority must be an integer from 0 to {MAX_PRIORITY}, got {priority}",
+            field="priority",
+        )
+    return priority
 
 
 def _start_at_ms(
@@ -152,6 +175,7 @@ class StartRequest:
     #: With a reference id and a payload stored through codecs: the plaintext's digests
     #: that a repeated start compares ("" = the stored payload's SHA-1; see start_run.lua).
     digests: str = ""
+    priority: int = 0
 
     @classmethod
     def build(
@@ -171,6 +195,7 @@ class StartRequest:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
+        priority: int = 0,
     ) -> StartRequest:
         """Validate a start and encode its payload. ``delay`` (seconds from now),
         ``start_at`` (an aware datetime) and ``start_at_ms`` (Unix ms) are three ways to
@@ -209,6 +234,7 @@ class StartRequest:
                 f"shards must be a whole number from 1 to 256, got {shards!r}", field="shards"
             )
         _check_concurrency(workflow, version, concurrency_key, concurrency_limit)
+        priority = check_priority(priority)
         return cls(
             workflow=workflow,
             version=version,
@@ -222,6 +248,7 @@ class StartRequest:
             shards=shards,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            priority=priority,
         )
 
 
@@ -336,6 +363,7 @@ async def _start_one(
                 start_delay_ms=request.start_delay_ms,
                 timeout=request.timeout,
                 sensitive=request.sensitive,
+                priority=request.priority,
                 trace=trace,
                 concurrency_key=request.concurrency_key,
                 concurrency_limit=request.concurrency_limit,
@@ -368,18 +396,19 @@ async def start_runs(
     listener: RunEndedListener | None = None,
 ) -> list[str]:
     """Start one run per request in ONE round trip (a pipeline of start scripts); the
-    requests are of one version (its workflow, version, timeout and shards are the
-    first's) without reference ids or start times. Returns the run ids, in order."""
+    requests are of one version (its workflow, version, timeout, shards and priority
+    are the first's) without reference ids or start times. Returns the run ids, in order."""
     if not requests:
         return []
     first = requests[0]
     for r in requests:
-        if (r.workflow, r.version, r.timeout, r.shards, r.concurrency_limit) != (
+        if (r.workflow, r.version, r.timeout, r.shards, r.concurrency_limit, r.priority) != (
             first.workflow,
             first.version,
             first.timeout,
             first.shards,
             first.concurrency_limit,
+            first.priority,
         ) or (r.reference_id, r.start_at_ms, r.start_delay_ms, r.sensitive) != (
             None,
             None,
@@ -407,6 +436,7 @@ async def start_runs(
                 first.version,
                 items,
                 timeout=first.timeout,
+                priority=first.priority,
                 trace=_tracing.trace_carrier(),
                 concurrency_limit=first.concurrency_limit,
             )

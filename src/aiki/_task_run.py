@@ -297,7 +297,10 @@ async def run_task(ctx: WorkflowContext, task: Task[Any], payload: Any) -> Any:
             value = _serde.loads(result_json)  # what a replay would return, exactly
             stored = ctx._codecs.wrap_json(result_json) if ctx._codecs else value
             record.update(status="completed", result=stored, errors=errors)
-            await write(record)
+            if guarded:
+                await write(record)
+            else:  # may ride on the run's finish (see WorkflowContext._record_completed)
+                await ctx._record_completed(address, record)
             return out_type.load(value, where=f"result of task {task.name!r}")
 
         error = _serde.error_record(failure)

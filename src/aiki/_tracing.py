@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 __all__ = [
@@ -97,8 +99,19 @@ def _end(manager: Any, name: str, exc: BaseException | None) -> None:
             _broken(f"ending span {name!r}")
 
 
+# Why not just ``trace.get_tracer_provider()``: until a provider is set, it looks the
+# environment variable up on every call (``os.environ`` decodes keys: ~4 % of a worker's
+# CPU, several calls per run). The API sets its module global once a provider is set,
+# in code or from that variable; while it is None and the variable was absent at
+# import, there is no SDK. (Without that global in some API version, ask every time.)
+_ENV_PROVIDER = OTEL_PYTHON_TRACER_PROVIDER in os.environ
+_GLOBAL_KNOWN = hasattr(trace, "_TRACER_PROVIDER")
+
+
 def _recording() -> bool:
     """Whether an SDK is configured (otherwise spans would be no-ops: skip them)."""
+    if _GLOBAL_KNOWN and not _ENV_PROVIDER and trace._TRACER_PROVIDER is None:
+        return False
     return not isinstance(trace.get_tracer_provider(), _NO_SDK)
 
 

@@ -85,6 +85,7 @@ class WorkflowVersion:
         start_at: datetime | None = None,
         sensitive: bool = False,
         concurrency_key: str | None = None,
+        priority: int = 0,
     ) -> RunHandle:
         """Start a run of this version with ``payload``; returns its handle at once.
 
@@ -95,6 +96,10 @@ class WorkflowVersion:
         ``start_at`` (an aware datetime) make the run ``scheduled`` until then.
         ``sensitive=True`` shows the payload, results and task data as ``[redacted]`` in
         the dashboard, the CLI and API listings (workers and waiters see the real data).
+        ``priority`` (an int, 0 to 100; default 0, no priority): among the version's
+        waiting runs, those with a higher priority are taken first (FIFO within one
+        priority); it is kept through retries, sleeps, events and claims, and the
+        run's children inherit it (docs/flow-control.md#priorities).
         With an annotated payload parameter, ``payload`` (an instance or JSON that fits)
         is validated first: :class:`aiki.InvalidPayload` names the path of a bad field
         and nothing is written. The handle's ``wait_for_completion`` returns the return
@@ -117,12 +122,16 @@ class WorkflowVersion:
             result_type=self.types.output,
             concurrency_key=key,
             concurrency_limit=limit,
+            priority=priority,
         )
 
-    async def start_many(self, client: Client, payloads: list[Any]) -> list[RunHandle]:
+    async def start_many(
+        self, client: Client, payloads: list[Any], *, priority: int = 0
+    ) -> list[RunHandle]:
         """Start one run per payload, in ONE round trip to Redis (a pipeline; each run
         is created atomically). For producers that start many runs at once; over HTTP
-        it falls back to one request per run."""
+        it falls back to one request per run. ``priority``: every run's (see
+        :meth:`start`)."""
         wire = [self.types.input.dump(p) for p in payloads]  # all checked before a write
         keys = [self._concurrency(p, None)[0] for p in payloads]
         return await client._start_many(
@@ -134,6 +143,7 @@ class WorkflowVersion:
             self.types.output,
             concurrency_keys=keys,
             concurrency_limit=self.concurrency.limit if self.concurrency else None,
+            priority=priority,
         )
 
     async def schedule(
@@ -145,6 +155,7 @@ class WorkflowVersion:
         cron: str | None = None,
         every: float | None = None,
         overlap: str = "allow",
+        priority: int = 0,
     ) -> Schedule:
         """Start this version on a cron expression (UTC) or every ``every`` seconds.
 
@@ -161,6 +172,7 @@ class WorkflowVersion:
             cron=cron,
             every=every,
             overlap=overlap,  # type: ignore[arg-type]
+            priority=priority,
         )
         return await client.create_schedule(sched)
 

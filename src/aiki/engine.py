@@ -36,6 +36,7 @@ from ._serde import dumps as json_dumps
 from ._start import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_MS,
+    MAX_PRIORITY,
     MAX_SECONDS,
     StartOutcome,
     StartRequest,
@@ -74,6 +75,7 @@ __all__ = [
     "Keys",
     "MAX_JSON_DEPTH",
     "MAX_MS",
+    "MAX_PRIORITY",
     "MAX_SECONDS",
     "RUN_STATUSES",
     "RedisAddress",

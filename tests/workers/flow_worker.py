@@ -116,7 +116,47 @@ async def plain_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
     return "plain"
 
 
-WORKFLOWS = [guarded, rated, plain]
+# -- priorities --------------------------------------------------------------------------
+
+
+@aiki.task("flow-work")
+async def work(payload: Any) -> Any:
+    """Takes ``payload['work']`` seconds, then logs the run's label to the list ``done``
+    (the order of completion, across processes)."""
+    await trio.sleep(payload.get("work", 0))
+    assert redis_port is not None
+    await acommand(redis_port, "RPUSH", "done", payload["label"])
+    return payload["label"]
+
+
+@aiki.task("flow-held")
+async def held(payload: Any) -> Any:
+    """Waits until the key ``release`` exists (a worker killed in here loses the run)."""
+    assert redis_port is not None
+    await acommand(redis_port, "RPUSH", "holding", aiki.task_context().run_id)
+    while not await acommand(redis_port, "EXISTS", "release"):  # noqa: ASYNC110
+        await trio.sleep(0.05)
+    return "released"
+
+
+prioritized = aiki.workflow("flow-prioritized")
+
+
+@prioritized.v("1", retry=aiki.Retry.fixed(2, 1.0))
+async def prioritized_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    """``hold``: a task that waits for a release first; ``fail_once``: the first attempt
+    fails (the run parks ``awaiting_retry`` for 1 s); ``nap``: a durable sleep; then the
+    ``work`` task logs the label."""
+    if payload.get("hold"):
+        await held.start(ctx, {})
+    if payload.get("fail_once") and ctx.attempt == 1:
+        raise RuntimeError("the first attempt fails")
+    if payload.get("nap"):
+        await ctx.sleep("nap", payload["nap"])
+    return await work.start(ctx, payload)
+
+
+WORKFLOWS = [guarded, rated, plain, prioritized]
 
 
 async def serve(url: str, worker_id: str, slots: int) -> None:

@@ -8,6 +8,9 @@ counted in Redis, outside the SDK) go to that Redis. Each process names itself
 ``hold``: one task that holds until the key ``release:<run>`` exists, so that a test
 can keep a worker's only slot busy.
 
+``stuck``: a task that blocks its worker's whole process (a synchronous sleep), so
+that the process cannot stop gracefully: what the supervisor must end with SIGKILL.
+
 ``refuse_in_child`` is the same ``hold`` workflow in a module that cannot be imported in
 a supervised child (``--supervisor-fd`` on its command line): a child that fails at
 start-up, every time, while the supervisor's own check passes.
@@ -16,6 +19,8 @@ start-up, every time, while the supervisor's own check passes.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from typing import Any
 from urllib.parse import urlparse
 
@@ -23,8 +28,8 @@ import aiki
 from workers import fault_worker
 from workers.fault_worker import pipeline, soak, wait_for_key
 
-os.environ.setdefault("WORKER_NAME", f"pid{os.getpid()}")
-if os.environ.get("AIKI_REDIS_URL"):
+if sys.argv[1:2] == ["worker"]:  # loaded by `aiki worker` (not by the test process)
+    os.environ["WORKER_NAME"] = f"pid{os.getpid()}"
     fault_worker.redis_port = urlparse(os.environ["AIKI_REDIS_URL"]).port
 
 
@@ -44,4 +49,20 @@ async def hold_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
     return await procs_hold.start(ctx, payload)
 
 
-both = [soak, hold]
+@aiki.task("procs-stuck")
+async def procs_stuck(payload: Any) -> Any:
+    run_id = aiki.task_context().run_id
+    await pipeline(["RPUSH", f"entered:{run_id}", os.getpid()])
+    time.sleep(600)  # noqa: ASYNC251 (blocking on purpose: a hung worker process)
+    return os.getpid()
+
+
+stuck = aiki.workflow("procs-stuck")
+
+
+@stuck.v("1")
+async def stuck_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    return await procs_stuck.start(ctx, payload)
+
+
+both = [soak, hold, stuck]

@@ -64,14 +64,16 @@ class DeploymentOps(StoreBase):
         return text(reply)
 
     async def create_groups(self, versions: list[tuple[str, str]], shards: range) -> None:
-        """Create the consumer group of each version's stream in each of ``shards``
-        (reading from the stream's start, so messages added before are not missed), and
+        """Create the consumer group of each version's stream and held stream (see
+        ``_keys``) in each of ``shards`` (reading from the stream's start, so messages
+        added before are not missed), and
         give every shard the deployment's retention (shard 0's copy), so runs ending in
         a shard that appeared after the server published it still expire."""
         commands: list[list[Any]] = [
-            ["XGROUP", "CREATE", self.keys.stream(w, v, shard), GROUP, "0", "MKSTREAM"]
+            ["XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM"]
             for w, v in versions
             for shard in shards
+            for stream in (self.keys.stream(w, v, shard), self.keys.held(w, v, shard))
         ]
         retention = await self.redis.command("HGET", self.keys.config(0), "retention_ms")
         if retention is not None:

@@ -20,6 +20,7 @@ key                                            type    what
                                                        payload, result, error, revision,
                                                        attempts, worker, message, reference_id,
                                                        attributes (JSON object of strings),
+                                                       priority (absent: 0),
                                                        created_at/started_at/updated_at/ended_at
 ``{s}:run:<run id>:tasks``                     hash    task address -> task record (JSON)
 ``{s}:run:<run id>:events``                    hash    ``e:<name>#<n>`` -> event (JSON);
@@ -27,7 +28,18 @@ key                                            type    what
 ``{s}:run:<run id>:children``                  set     child run ids (cancel cascades)
 ``{s}:stream:<workflow>:<version>``            stream  one message per execution needed;
                                                        field ``run`` = run id; consumer group
-                                                       ``aiki-workers``
+                                                       ``aiki-workers``. A *doorbell* (field
+                                                       ``doorbell`` = a priority, no run) says
+                                                       "take the best run of the queue"
+``{s}:queue:<workflow>:<version>``             zset    waiting runs with a priority: run id ->
+                                                       ``(100 - priority) * 1e13 + since`` (ms),
+                                                       lowest (best) first (``lua/lib.lua``,
+                                                       docs/flow-control.md#priorities)
+``{s}:held:<workflow>:<version>``              stream  the message of each run in the queue
+                                                       or executing from it (ids ``1-<n>``,
+                                                       never read with ``>``: the take claims
+                                                       it, so heartbeats and claims work as
+                                                       for any message); same group
 ``{s}:reference:<workflow>:<ref id>``          string  ``<run id>:<digest>`` for idempotent
                                                        starts (``reference_id=``; the shard
                                                        is a hash of both); digest: sha1 of
@@ -90,8 +102,9 @@ key                                            type    what
 The Lua scripts build the names they cannot be given in KEYS (a run read from a stream,
 a parent, a due timer's run) with the key builders of ``lua/lib.lua``: ``key_run(base,
 id)``, ``key_tasks``, ``key_events``, ``key_children``, ``key_stream(base, workflow,
-version)``, ``key_reference``, ``key_runs``, ``key_ended``, ``key_timers``,
-``key_config``, ``key_clock_offset``, ``key_index(base, kind, value)``,
+version)``, ``key_queue`` and ``key_held`` (same arguments; ``sibling(stream, kind)``
+gives them from the stream's key), ``key_reference``, ``key_runs``, ``key_ended``,
+``key_timers``, ``key_config``, ``key_clock_offset``, ``key_index(base, kind, value)``,
 ``key_indexed(base, id)``, ``key_concurrency(base, workflow, version, key)``,
 ``key_concurrency_waiting``, with ``base`` = ``key_base(prefix, shard)`` = ``{s}``
 (``base_of(key)`` gives it back from any key of the shard). They must give exactly the
@@ -179,6 +192,20 @@ class Keys:
 
     def stream(self, workflow: str, version: str, shard: int = 0) -> str:
         return f"{self.base(shard)}:stream:{workflow}:{version}"
+
+    def queue(self, workflow: str, version: str, shard: int = 0) -> str:
+        """The version's priority queue in ``shard`` (see the table)."""
+        return f"{self.base(shard)}:queue:{workflow}:{version}"
+
+    def held(self, workflow: str, version: str, shard: int = 0) -> str:
+        """The stream of the messages of the version's runs with a priority."""
+        return f"{self.base(shard)}:held:{workflow}:{version}"
+
+    @staticmethod
+    def held_of(stream: str) -> str:
+        """The held stream beside ``stream`` (a version's stream in a shard)."""
+        base, _, rest = stream.partition("}:stream:")
+        return f"{base}}}:held:{rest}"
 
     def run_stream(self, run_id: str, workflow: str, version: str) -> str:
         """The stream that a run's executions go through (in the run's shard)."""

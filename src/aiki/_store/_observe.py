@@ -90,7 +90,9 @@ class ObserveOps(DeploymentOps):
         """Per registered workflow version: ``depth`` (entries in its stream: outstanding
         executions, since entries are deleted when acked), ``pending`` (delivered to a
         worker, not acked yet) and ``oldest_age_s`` (age of the oldest entry, or None),
-        summed over the version's stream in every shard. One round trip for them all."""
+        summed over the version's stream in every shard. One round trip for them all.
+        Runs with a priority count once each too: a waiting one by its doorbell in the
+        stream, an executing one by its pending message in the held stream."""
         now = int(time.time() * 1000) if now is None else now
         workflows = await self.list_workflows()
         shards = range(await self.shard_count())
@@ -102,17 +104,19 @@ class ObserveOps(DeploymentOps):
                     ["XLEN", stream],
                     ["XPENDING", stream, GROUP],
                     ["XRANGE", stream, "-", "+", "COUNT", "1"],
+                    ["XPENDING", self.keys.held(w["workflow"], w["version"], shard), GROUP],
                 ]
         replies = await self.redis.batch(commands) if commands else []
         out = []
-        per = 3 * len(shards)
+        per = 4 * len(shards)
         for i, w in enumerate(workflows):
             depth = pending = 0
             oldest: int | None = None
             for j in range(len(shards)):
-                xlen, waiting, first = replies[per * i + 3 * j : per * i + 3 * j + 3]
+                xlen, waiting, first, held = replies[per * i + 4 * j : per * i + 4 * j + 4]
                 depth += 0 if isinstance(xlen, BaseException) else _int(xlen)
-                pending += _pending_count(waiting)
+                depth += _pending_count(held)
+                pending += _pending_count(waiting) + _pending_count(held)
                 at = _first_entry_ms(first)
                 if at is not None and (oldest is None or at < oldest):
                     oldest = at

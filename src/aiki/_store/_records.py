@@ -106,6 +106,8 @@ class RunRecord:
     #: key) and limit. ``awaiting_concurrency`` while it waits for a slot.
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    #: 0 (none) to 100: among a version's waiting runs, higher ones are taken first.
+    priority: int = 0
 
     @property
     def ended(self) -> bool:
@@ -145,6 +147,7 @@ class RunRecord:
             updated_at=_ms(data.get("updated_at")),
             ended_at=_ms(data.get("ended_at")),
             sensitive=data.get("sensitive") == "1",
+            priority=int(data.get("priority") or 0),
             attributes=_serde.loads(data.get("attributes")) or {},
             concurrency_key=data.get("concurrency_key") or None,
             concurrency_limit=_ms(data.get("concurrency_limit")),
@@ -178,6 +181,7 @@ class RunRecord:
             "sensitive": self.sensitive,
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
+            "priority": self.priority,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
@@ -231,6 +235,8 @@ class TakeRefused(Exception):
 
 
 NO_RUN = TakeRefused("no-run")
+#: A doorbell for a priority queue that has no run left (one it rang for was cancelled).
+SPARE = TakeRefused("spare")
 
 
 def taken_from_reply(run_id: str, reply: Any) -> TakenRun | TakeRefused:

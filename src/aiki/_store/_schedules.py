@@ -99,6 +99,7 @@ class ScheduleOps(StoreBase):
         version: str,
         payload_json: str,
         timeout: float | None,
+        priority: int = 0,
     ) -> int:
         """Fire one occurrence, in one script: 0 if another caller fired it first, 1 if
         it started ``run_id`` (in shard 0), 2 if it was skipped (``start=False``, or the
@@ -119,6 +120,7 @@ class ScheduleOps(StoreBase):
             version=version,
             payload=payload_json,
             timeout_ms="" if timeout is None else int(timeout * 1000),
+            priority=priority,
         ).call(self.redis)
         return int(reply)
 
@@ -156,6 +158,7 @@ class ScheduleOps(StoreBase):
         version: str,
         payload_json: str,
         timeout: float | None,
+        priority: int = 0,
     ) -> bool:
         """Start the schedule's run ``run_id`` (in shard 0) now; its timetable is
         unchanged. False if that run exists already."""
@@ -172,6 +175,7 @@ class ScheduleOps(StoreBase):
             version=version,
             payload=payload_json,
             timeout_ms="" if timeout is None else int(timeout * 1000),
+            priority=priority,
         )
         started = await self._schedule_script(schedule_id, call.call) == "1"
         await self.acknowledged()  # an operator's start, like any other

@@ -46,6 +46,7 @@ class StartRun(Binding):
         "concurrency_key",
         "concurrency_limit",
         "digests",
+        "priority",
     )
     run: str
     stream: str
@@ -67,17 +68,17 @@ class StartRun(Binding):
     concurrency_key: str
     concurrency_limit: Arg
     digests: str = ""  # a reference id's payload digests (see start_run.lua)
+    priority: Arg = ""  # 0..100 ("" in a child start: its parent's)
 
 
 @script("take_run")
 class TakeRun(Binding):
-    KEYS = ("run", "tasks", "events")
-    ARGV = ("worker", "message")
-    run: str
-    tasks: str
-    events: str
+    KEYS = ("stream",)
+    ARGV = ("worker", "message", "id")
+    stream: str
     worker: str
     message: str
+    id: str
 
 
 @script("read_and_take")
@@ -104,10 +105,14 @@ class RecordTask(Binding):
 
 @script("finish_run")
 class FinishRun(Binding):
-    KEYS = ("run", "stream")
-    ARGV = ("revision", "status", "field", "value", "message", "group", "channel", "id", "base")
+    KEYS = ("run", "stream", "tasks")
+    ARGV = (
+        "revision", "status", "field", "value", "message", "group", "channel", "id", "base",
+        "address", "record",
+    )  # fmt: skip
     run: str
     stream: str
+    tasks: str
     revision: int
     status: str
     field: str
@@ -117,6 +122,8 @@ class FinishRun(Binding):
     channel: str
     id: str
     base: str
+    address: str
+    record: str
 
 
 @script("requeue_run")
@@ -303,6 +310,7 @@ class FireSchedule(Binding):
         "version",
         "payload",
         "timeout_ms",
+        "priority",
     )
     due: str
     last_run: str
@@ -318,6 +326,7 @@ class FireSchedule(Binding):
     version: str
     payload: str
     timeout_ms: Arg
+    priority: Arg
 
 
 @script("pause_schedule")
@@ -344,7 +353,7 @@ class ResumeSchedule(Binding):
 @script("trigger_schedule")
 class TriggerSchedule(Binding):
     KEYS = ("schedules", "last_run", "run", "stream", "runs")
-    ARGV = ("schedule", "id", "workflow", "version", "payload", "timeout_ms")
+    ARGV = ("schedule", "id", "workflow", "version", "payload", "timeout_ms", "priority")
     schedules: str
     last_run: str
     run: str
@@ -356,6 +365,7 @@ class TriggerSchedule(Binding):
     version: str
     payload: str
     timeout_ms: Arg
+    priority: Arg
 
 
 @script("raise_shards")

@@ -33,6 +33,7 @@ class StartOps(StoreBase):
         concurrency_key: str | None = None,
         concurrency_limit: int | None = None,
         digests: str = "",
+        priority: int | None = None,
     ) -> str:
         """Create a run and enqueue it (or schedule it for ``start_at_ms``, or for
         ``start_delay_ms`` from now on Redis's clock), in one script.
@@ -47,6 +48,8 @@ class StartOps(StoreBase):
         the run executes only when a slot of its key is free (``aiki._concurrency``).
         ``digests``: how a repeat recognises the same payload when it is stored encoded
         (``aiki.codecs.Chain.digests``; "" for the SHA-1 of ``payload_json``).
+        ``priority`` (0..100, checked by the caller); None: a child run inherits its
+        parent's, any other run has none (0).
         """
         if on_conflict not in ("error", "return_existing"):
             raise ConfigurationError(
@@ -86,6 +89,7 @@ class StartOps(StoreBase):
                 concurrency_key=concurrency_key or "",
                 concurrency_limit="" if concurrency_limit is None else int(concurrency_limit),
                 digests=digests,
+                priority="" if priority is None else priority,
             ).call(self.redis)
         except ScriptRefused as refused:
             if refused.code == "CONFLICT":
@@ -103,6 +107,7 @@ class StartOps(StoreBase):
         timeout: float | None = None,
         trace: str = "",
         concurrency_limit: int | None = None,
+        priority: int = 0,
     ) -> None:
         """Create and enqueue several runs ``(run id, payload JSON, concurrency key)`` in
         ONE round trip (a pipeline of start scripts; each run is created atomically by its
@@ -132,6 +137,7 @@ class StartOps(StoreBase):
                 trace=trace,
                 concurrency_key=key or "",
                 concurrency_limit=limit,
+                priority=str(priority),
             ).evalsha()
             for run_id, payload_json, key in items
         ]

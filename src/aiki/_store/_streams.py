@@ -14,7 +14,9 @@
   but only while this worker still owns them (a Lua check against ``XPENDING``), so a
   worker that was paused cannot steal back a message that another worker claimed.
 * Claims take over messages idle longer than ``claim_min_idle_time`` (``XAUTOCLAIM``):
-  the executions of workers that crashed or stopped answering.
+  the executions of workers that crashed or stopped answering, in the versions' streams
+  and in their held streams (the messages of runs with a priority, which are never read
+  with ``>``: the take script claims each for its worker; see ``lua/lib.lua``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .._redis import Redis
-from ._keys import GROUP
+from ._keys import GROUP, Keys
 from ._scripts import Heartbeat
 
 
@@ -40,6 +42,12 @@ class Message:
     @property
     def run_id(self) -> str | None:
         return self.fields.get("run")
+
+    @property
+    def is_doorbell(self) -> bool:
+        """A doorbell names no run: it asks for the best run of the version's priority
+        queue (``lua/lib.lua``, ``take_next``)."""
+        return "doorbell" in self.fields
 
     @property
     def key(self) -> tuple[str, str]:
@@ -93,6 +101,11 @@ class StreamReader:
         """Read these streams from now on (the deployment's shard count grew)."""
         self.shards = [list(streams) for streams in shards if streams]
         self.streams = [stream for streams in self.shards for stream in streams]
+        #: What claims (and the read of our own pending messages) look at: the streams
+        #: and their held streams.
+        self.claimed_streams = [
+            s for stream in self.streams for s in (stream, Keys.held_of(stream))
+        ]
         self._shard_of = {s: number for number, streams in enumerate(shards) for s in streams}
 
     def by_shard(self, streams: list[str]) -> dict[int, list[str]]:
@@ -162,7 +175,7 @@ class StreamReader:
     async def read_own_pending(self, free: int) -> list[Message]:
         """Messages delivered to this consumer earlier and never acked (at start)."""
         out: list[Message] = []
-        for stream in self.streams:
+        for stream in self.claimed_streams:
             if len(out) >= free:
                 break
             reply = await self.redis.command(
@@ -191,7 +204,7 @@ class StreamReader:
     async def autoclaim(self, free: int, min_idle_time: float) -> list[Message]:
         """Take over up to ``free`` messages idle longer than ``min_idle_time``."""
         out: list[Message] = []
-        for stream in self.streams:
+        for stream in self.claimed_streams:
             cursor = "0-0"
             while len(out) < free:
                 reply = await self.redis.command(

@@ -15,7 +15,7 @@ from .. import _serde
 from ._base import StoreBase
 from ._keys import GROUP, shard_of
 from ._query import MAX_ATTRIBUTES
-from ._records import NO_RUN, TakenRun, TakeRefused, pairs, taken_from_reply, text
+from ._records import NO_RUN, SPARE, TakenRun, TakeRefused, pairs, taken_from_reply, text
 from ._scripts import (
     FinishRun,
     ParkRun,
@@ -26,23 +26,28 @@ from ._scripts import (
     TakeRun,
     TaskAttempt,
 )
+from ._streams import Message
 
 
 class TakenOps(StoreBase):
-    async def take_run(self, run_id: str, worker_id: str, message_id: str) -> TakenRun:
-        """Take a run for execution (fences out earlier executors). Raises TakeRefused."""
-        k = self.keys
-        reply = await TakeRun(
-            run=k.run(run_id),
-            tasks=k.tasks(run_id),
-            events=k.events(run_id),
+    async def take_run(
+        self, message: Message, worker_id: str
+    ) -> tuple[Message, TakenRun | TakeRefused]:
+        """Take the run ``message`` stands for, for execution (fences out earlier
+        executors): the run it names, or a better one waiting in the version's priority
+        queue (a doorbell names none). Returns the message the execution holds (another
+        one when a run with a priority was taken) and the run, or why not."""
+        stream, message_id, run_id, take = await TakeRun(
+            stream=message.stream,
             worker=worker_id,
-            message=message_id,
+            message=message.id,
+            id=message.run_id or "",
         ).call(self.redis)
-        taken = taken_from_reply(run_id, reply)
-        if isinstance(taken, TakeRefused):
-            raise taken
-        return taken
+        run = text(run_id)
+        held = (text(stream), text(message_id))
+        if held != message.key:  # a run with a priority was taken: its held message
+            message = Message(held[0], held[1], {"run": run})
+        return message, taken_from_reply(run, take) if run else TakeRefused(text(take[0]))
 
     async def read_and_take(
         self, streams: Sequence[str], shard: int, count: int, worker_id: str
@@ -64,6 +69,8 @@ class TakenOps(StoreBase):
                 out.append(
                     (text(stream), text(message_id), {"run": run}, taken_from_reply(run, take))
                 )
+            elif text(take[0]) == "spare":  # a doorbell with no run left to take
+                out.append((text(stream), text(message_id), {"doorbell": ""}, SPARE))
             else:
                 raw = pairs(fields[0] if fields else None)
                 out.append((text(stream), text(message_id), raw, NO_RUN))
@@ -111,8 +118,15 @@ class TakenOps(StoreBase):
         *,
         result_json: str | None = None,
         error: dict[str, Any] | None = None,
+        task: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
-        """Record the run's outcome, ack its message and notify waiters, in one script."""
+        """Record the run's outcome, ack its message and notify waiters, in one script;
+        with ``task`` (address, record), the workflow's last task record too (one round
+        trip instead of two for a workflow that ends right after its last task)."""
+        address, record = "", ""
+        if task is not None:
+            address = task[0]
+            record = _serde.dumps(task[1], what="task record", depth=_serde.MAX_JSON_DEPTH + 1)
         if error is not None:
             status, name, value = "failed", "error", _serde.dumps(error, what="error")
         else:
@@ -121,6 +135,7 @@ class TakenOps(StoreBase):
         await FinishRun(
             run=k.run(run.id),
             stream=k.run_stream(run.id, run.workflow, run.version),
+            tasks=k.tasks(run.id),
             revision=run.revision,
             status=status,
             field=name,
@@ -130,6 +145,8 @@ class TakenOps(StoreBase):
             channel=k.run_ended_channel,
             id=run.id,
             base=k.base(shard_of(run.id)),
+            address=address,
+            record=record,
         ).call(self.redis)
         await self.acknowledged()
 

@@ -38,15 +38,19 @@ class VirtualClockOps(DeploymentOps):
         return int(text(reply[0])), offset
 
     async def outstanding_executions(self) -> int:
-        """Entries in every registered version's stream, over every shard: executions
-        queued or running (an entry is deleted when its execution is recorded and
-        acked). Zero means every run is parked, waiting or ended."""
+        """Entries in every registered version's stream and held stream, over every
+        shard: executions queued or running (an entry is deleted when its execution is
+        recorded and acked). Zero means every run is parked, waiting or ended."""
         versions = await self.list_workflows()
         shards = range(await self.shard_count())
         commands: list[list[Any]] = [
-            ["XLEN", self.keys.stream(w["workflow"], w["version"], shard)]
+            ["XLEN", stream]
             for w in versions
             for shard in shards
+            for stream in (
+                self.keys.stream(w["workflow"], w["version"], shard),
+                self.keys.held(w["workflow"], w["version"], shard),
+            )
         ]
         if not commands:
             return 0

@@ -85,6 +85,13 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Search attributes the workflow set (ctx.set_attributes)",
             },
             "sensitive": {"type": "boolean"},
+            "codec_errors": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Present when the server was given codecs (AIKI_CODEC_KEYS) "
+                "and some encoded values (aiki:codec/1:... envelopes) could not be decoded: "
+                "the path of each in this answer and why (names key ids, never keys)",
+            },
             "concurrency_key": _nullable(
                 {
                     "type": "string",
@@ -99,6 +106,13 @@ SCHEMAS: dict[str, Any] = {
                     "status awaiting_concurrency while it waits for a slot",
                 }
             ),
+            "priority": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100,
+                "description": "0 (none) to 100: a version's waiting runs with a higher "
+                "priority are taken first",
+            },
             "created_at": _nullable({"type": "integer", "description": "Unix time, ms"}),
             "started_at": _nullable({"type": "integer"}),
             "updated_at": _nullable({"type": "integer"}),

@@ -17,6 +17,7 @@ from aiki import (
 )
 from aiki.codecs import describe as describe_envelope
 from aiki.engine import (
+    MAX_PRIORITY,
     RUN_STATUSES,
     StartRequest,
     Store,
@@ -57,6 +58,9 @@ START_RUN = Model(
         Field("timeout", "number", minimum=0, exclusive_minimum=True, maximum=MAX_SECONDS,
               message=f"timeout must be a number of seconds > 0 and <= {MAX_SECONDS}, or null"),
         Field("sensitive", "boolean", default=False),
+        Field("priority", "integer", minimum=0, maximum=MAX_PRIORITY, default=0,
+              description="0 (none, the default) to 100: among the version's waiting runs, "
+              "those with a higher priority are taken first."),
     ),
     unknown_last=True,
 )  # fmt: skip
@@ -144,6 +148,7 @@ async def start_from_request(
             start_at_ms=values["start_at_ms"],
             timeout=values["timeout"],
             sensitive=values["sensitive"],
+            priority=values["priority"],
             max_payload_bytes=settings.max_payload_bytes,
         )
     except PayloadTooLarge as exc:

@@ -89,6 +89,7 @@ def show_run(run: dict[str, Any]) -> None:
         ("worker", run.get("worker") or "-"),
         ("reference id", run.get("reference_id") or "-"),
         *concurrency_rows(run),
+        ("priority", run.get("priority") or "0 (none)"),
         ("created", when(created)),
         ("started", at(run.get("started_at"))),
         ("ended", at(ended)),

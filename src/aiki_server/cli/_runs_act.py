@@ -63,6 +63,13 @@ def read_json(value: str | None, path: str | None, what: str, option: str) -> st
     default=None,
     help="Seconds the run may take [the version's default].",
 )
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 100),
+    default=0,
+    show_default=True,
+    help="0 (none) to 100: the version's waiting runs with a higher priority are taken first.",
+)
 @click.option("--wait", is_flag=True, help="Wait until the run ends and show it.")
 @api_options
 def runs_start(
@@ -73,6 +80,7 @@ def runs_start(
     reference_id: str | None,
     on_conflict: str,
     timeout: float | None,
+    priority: int,
     wait: bool,
     url: str,
     as_json: bool,
@@ -81,6 +89,7 @@ def runs_start(
 
     \b
     aiki runs start order-processing 1.0.0 --payload '{"order": 42}'
+    aiki runs start order-processing 1.0.0 --payload '{"order": 43}' --priority 80
     aiki runs start order-processing 1.0.0 --payload-file order.json
     cat order.json | aiki runs start order-processing 1.0.0 --payload-file -
     """
@@ -94,6 +103,7 @@ def runs_start(
             reference_id=reference_id,
             on_conflict=on_conflict,
             timeout=timeout,
+            priority=priority,
         )
         if wait:
             return await api.wait(str(started["id"]))

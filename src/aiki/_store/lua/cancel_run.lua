@@ -20,8 +20,7 @@ redis.call('HSET', run, 'status', 'cancelled', 'error', err, 'ended_at', now,
 index_status(run, id, st[1], 'cancelled')
 if st[4] then concurrency_release(run, id, st[1], now) end
 if st[2] then
-  redis.call('XACK', stream, group, st[2])
-  redis.call('XDEL', stream, st[2])
+  drop_message(stream, group, st[2], id)
   redis.call('HDEL', run, 'message')
 end
 redis.call('ZREM', timers, id)

@@ -24,8 +24,8 @@ for _, id in ipairs(due) do
     local run = key_run(base, id)
     local st = redis.call('HMGET', run, 'status', 'workflow', 'version')
     if parked[st[1]] then
-      local msg = redis.call('XADD', key_stream(base, st[2], st[3]), '*', 'run', id)
-      redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now)
+      requeue(run, id, key_stream(base, st[2], st[3]), now)
+      redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
       index_status(run, id, st[1], 'queued')
       redis.call('HDEL', run, 'wake_at')
       fired = fired + 1
@@ -44,13 +44,10 @@ for _, member in ipairs(expired) do
       if st[1] == 'running' and st[2] == revision and record
           and string.sub(record, 1, 19) == '{"status":"running"' then
         local stream = key_stream(base, st[3], st[4])
-        if st[5] then
-          redis.call('XACK', stream, group, st[5])
-          redis.call('XDEL', stream, st[5])
-        end
-        local msg = redis.call('XADD', stream, '*', 'run', id)
+        if st[5] then drop_message(stream, group, st[5], id) end
+        requeue(run, id, stream, now)
         redis.call('HINCRBY', run, 'revision', 1)
-        redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now)
+        redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
         index_status(run, id, 'running', 'queued')
         redis.call('PUBLISH', control_channel, '{"action":"reclaim","run":"' .. id ..
           '","message":"' .. (st[5] or '') .. '"}')

@@ -53,6 +53,17 @@ local function key_children(base, id) return key_run(base, id) .. ':children' en
 local function key_stream(base, workflow, version)
   return base .. ':stream:' .. workflow .. ':' .. version
 end
+local function key_queue(base, workflow, version)
+  return base .. ':queue:' .. workflow .. ':' .. version
+end
+local function key_held(base, workflow, version)
+  return base .. ':held:' .. workflow .. ':' .. version
+end
+-- The key of kind `kind` (queue, held) beside a version's stream key.
+local function sibling(stream, kind)
+  local base = base_of(stream)
+  return base .. ':' .. kind .. string.sub(stream, #base + 8)
+end
 local function key_reference(base, workflow, reference_id)
   return base .. ':reference:' .. workflow .. ':' .. reference_id
 end
@@ -96,6 +107,63 @@ local function index_remove(base, id, kind, value)
   redis.call('SREM', key_indexed(base, id), key)
 end
 
+-- Priorities (docs/flow-control.md#priorities). A run without a priority (0) waits as
+-- a message naming it in its version's stream, as it always did: that path costs no
+-- more than before but one ZRANGE of a missing key when taken. A run with a priority
+-- waits in the version's queue, a sorted set scored (100 - priority) * 1e13 + the time
+-- (ms) it got in line (best first, FIFO within a priority); its message is in the
+-- version's held stream (ids `1-<n>`, never read with '>': the take claims it, so
+-- heartbeats, acks and claims of a dead worker's runs work as for any message); and it
+-- rings a doorbell in the stream (a message without a run), which wakes a worker as any
+-- message does. Whatever a worker reads, `take_next` takes the best waiting run. So a
+-- backlog in the stream delays a run with a priority by the executions in progress
+-- only: a worker reads no more messages than it has free slots, and the take decides.
+local GROUP = 'aiki-workers'
+local PRIORITY_STEP = 1e13  -- more than any time in ms until the year 2286
+local NO_PRIORITY = 100 * PRIORITY_STEP
+
+local function is_held(message) return string.sub(message, 1, 2) == '1-' end
+
+-- Run `id` (key `run`) waits in the queue beside `stream` with `priority` since `since`
+-- (ms), with a new message in the held stream (made with its group the first time).
+local function hold(run, id, stream, priority, since)
+  redis.call('ZADD', sibling(stream, 'queue'),
+    string.format('%.0f', (100 - priority) * PRIORITY_STEP + since), id)
+  local held = sibling(stream, 'held')
+  if redis.call('EXISTS', held) == 0 then
+    redis.call('XGROUP', 'CREATE', held, GROUP, '0', 'MKSTREAM')
+  end
+  redis.call('HSET', run, 'message', redis.call('XADD', held, '1-*', 'run', id))
+end
+
+-- Puts run `id` in line for an execution of its version (`stream`, in its shard) and
+-- sets its `message`; `priority` is the run's (nil or false: none).
+local function enqueue(run, id, stream, now, priority)
+  if not priority then
+    redis.call('HSET', run, 'message', redis.call('XADD', stream, '*', 'run', id))
+    return
+  end
+  hold(run, id, stream, tonumber(priority), tonumber(now))
+  redis.call('XADD', stream, '*', 'doorbell', priority)
+end
+
+-- `enqueue` at the run's own priority: every transition that puts a run back in line
+-- (a timer, an event, a child's end, resume, retry, requeue, a reclaim) keeps it.
+local function requeue(run, id, stream, now)
+  enqueue(run, id, stream, now, redis.call('HGET', run, 'priority'))
+end
+
+-- Acks and deletes run `id`'s message (from the held stream if it is a held one, and
+-- the run leaves the queue: it may be waiting there).
+local function drop_message(stream, group, message, id)
+  if is_held(message) then
+    redis.call('ZREM', sibling(stream, 'queue'), id)
+    stream = sibling(stream, 'held')
+  end
+  redis.call('XACK', stream, group, message)
+  redis.call('XDEL', stream, message)
+end
+
 -- An ended run is kept for the configured retention (the shard's config retention_ms),
 -- then its keys expire by themselves; the shard's `ended` set lets the retention daemon
 -- drop its index entry too.
@@ -116,8 +184,8 @@ local function wake_parent(base, parent, now)
   local pkey = key_run(base, parent)
   local p = redis.call('HMGET', pkey, 'status', 'workflow', 'version', 'id')
   if p[1] == 'awaiting_child_workflow' then
-    local msg = redis.call('XADD', key_stream(base, p[2], p[3]), '*', 'run', p[4])
-    redis.call('HSET', pkey, 'status', 'queued', 'message', msg, 'updated_at', now)
+    requeue(pkey, p[4], key_stream(base, p[2], p[3]), now)
+    redis.call('HSET', pkey, 'status', 'queued', 'updated_at', now)
     index_status(pkey, p[4], p[1], 'queued')
     redis.call('ZREM', key_timers(base), p[4])
   end
@@ -189,8 +257,8 @@ local function concurrency_release(run, id, old, now)
     local w = redis.call('HMGET', run_key, 'status', 'concurrency_waiting_since')
     if w[1] == 'awaiting_concurrency' then
       redis.call('SADD', holders, next_id)
-      local msg = redis.call('XADD', key_stream(base, c[4], c[5]), '*', 'run', next_id)
-      redis.call('HSET', run_key, 'status', 'queued', 'message', msg, 'concurrency_slot', '1',
+      requeue(run_key, next_id, key_stream(base, c[4], c[5]), now)
+      redis.call('HSET', run_key, 'status', 'queued', 'concurrency_slot', '1',
         'concurrency_waited_ms', tostring(tonumber(now) - tonumber(w[2] or now)),
         'updated_at', now)
       redis.call('HDEL', run_key, 'concurrency_waiting_since')
@@ -202,27 +270,34 @@ end
 -- Creates a run (revision 0): enqueued in its stream, or scheduled on the timers when
 -- `start_at` (ms, '' for now) is in the future, or (a version with `concurrency=`, its
 -- `limit` not '') waiting for a slot of its concurrency `key` when none is free;
--- indexed by creation time, status, workflow and version.
+-- indexed by creation time, status, workflow and version. `priority`: '', nil or '0' for
+-- none, else '1'..'100'.
 local function create_run(run, stream, runs, timers, id, workflow, version, payload, now,
-    start_at, timeout_ms, key, limit)
+    start_at, timeout_ms, key, limit, priority)
   redis.call('HSET', run, 'id', id, 'workflow', workflow, 'version', version,
     'payload', payload, 'revision', 0, 'attempts', 0, 'created_at', now, 'updated_at', now)
-  local status, also = 'queued', {}
+  if not priority or priority == '' or priority == '0' then
+    priority = false
+  else
+    redis.call('HSET', run, 'priority', priority)
+  end
+  local status = 'queued'
   local base = base_of(run)
   if limit and limit ~= '' then
     redis.call('HSET', run, 'concurrency_key', key, 'concurrency_limit', limit)
   end
   if start_at ~= '' and tonumber(start_at) > tonumber(now) then
-    status, also = 'scheduled', {'wake_at', start_at}
+    status = 'scheduled'
+    redis.call('HSET', run, 'wake_at', start_at)
     redis.call('ZADD', timers, start_at, id)
   elseif limit and limit ~= '' and not concurrency_admit(run, id,
       key_concurrency(base, workflow, version, key), limit) then
     status = 'awaiting_concurrency'
     concurrency_wait(run, id, key_concurrency_waiting(base, workflow, version, key), now)
   else
-    also = {'message', redis.call('XADD', stream, '*', 'run', id)}
+    enqueue(run, id, stream, now, priority)
   end
-  redis.call('HSET', run, 'status', status, unpack(also))
+  redis.call('HSET', run, 'status', status)
   if timeout_ms ~= '' then redis.call('HSET', run, 'timeout_ms', timeout_ms) end
   redis.call('ZADD', runs, now, id)
   index_status(run, id, nil, status)
@@ -277,4 +352,61 @@ local function take(run, tasks, events, worker, message, now)
   return {'ok', rev, st[2], st[3], st[4], redis.call('HGETALL', tasks), st[6] or '[]',
     redis.call('HGETALL', events), now, started, st[7] or '', st[8] or '', st[12] or '',
     st[13] or ''}
+end
+
+-- The best run waiting in `queue`: its id, score and held message, or nil. An entry
+-- whose run does not wait any more is dropped (every transition out of `queued` drops
+-- it already, so this is only a safety net).
+local function best_waiting(base, queue)
+  while true do
+    local top = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+    if not top[1] then return nil end
+    local st = redis.call('HMGET', key_run(base, top[1]), 'status', 'message')
+    if st[1] == 'queued' and st[2] and is_held(st[2]) then
+      return top[1], tonumber(top[2]), st[2]
+    end
+    redis.call('ZREM', queue, top[1])
+  end
+end
+
+-- Takes the run that `message`, read from `stream` by `worker`, stands for: `id`, the
+-- run it names ('' for a doorbell), unless a better run waits in the version's queue (a
+-- priority, or none but in line since earlier): then that one is taken, with its held
+-- message (claimed for `worker` here), and `id` waits in the queue in its place
+-- (priority 0, since its message's time), so the backlog in the stream does not delay
+-- the better one. A doorbell takes the best waiting run
+-- ({'spare'} if none: a run it rang for was cancelled). A message that is no longer its
+-- run's while the run waits in the queue (a repeat of a take whose reply was lost) is
+-- refused {'stale'}. Returns {stream, message, run id, take reply}: the message the
+-- execution holds (heartbeats, ack) may be another than the one read.
+local function take_next(base, stream, message, id, worker, now)
+  local best, score, held_message
+  if not is_held(message) then  -- (a held message is a claim: it is its run's)
+    best, score, held_message = best_waiting(base, sibling(stream, 'queue'))
+  end
+  if id ~= '' then
+    local run = key_run(base, id)
+    local since = tonumber(string.match(message, '^%d+'))
+    if best then
+      local st = redis.call('HMGET', run, 'status', 'message')
+      if st[1] == 'queued' and st[2] ~= message then return {stream, message, id, {'stale'}} end
+      if st[1] ~= 'queued' or score >= NO_PRIORITY + since then best = nil end
+    end
+    if not best then
+      return {stream, message, id, take(run, key_tasks(base, id), key_events(base, id), worker,
+        message, now)}
+    end
+    hold(run, id, stream, 0, since)
+  end
+  redis.call('XACK', stream, GROUP, message)
+  redis.call('XDEL', stream, message)
+  if not best then return {stream, message, '', {'spare'}} end
+  redis.call('ZREM', sibling(stream, 'queue'), best)
+  local held = sibling(stream, 'held')
+  if #redis.call('XCLAIM', held, GROUP, worker, 0, held_message, 'FORCE', 'JUSTID') == 0 then
+    held_message = redis.call('XADD', held, '1-*', 'run', best)  -- it was lost: a new one
+    redis.call('XCLAIM', held, GROUP, worker, 0, held_message, 'FORCE', 'JUSTID')
+  end
+  return {held, held_message, best, take(key_run(base, best), key_tasks(base, best),
+    key_events(base, best), worker, held_message, now)}
 end

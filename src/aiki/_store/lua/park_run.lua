@@ -16,8 +16,7 @@ local revision, message, group, status, wake_at, errors, id, event, events_seen,
 
 local _, refused = fence(run, revision)
 if refused then return refused end
-redis.call('XACK', stream, group, message)
-redis.call('XDEL', stream, message)
+drop_message(stream, group, message, id)
 for i = 11, #ARGV do redis.call('HDEL', tasks, ARGV[i]) end
 if errors ~= '' then redis.call('HSET', run, 'errors', errors) end
 redis.call('HINCRBY', run, 'revision', 1)
@@ -36,8 +35,8 @@ if status == 'awaiting_child_workflow' and child ~= run then
 end
 local now = now_ms(run)
 if status == 'queued' then
-  local msg = redis.call('XADD', stream, '*', 'run', id)
-  redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now)
+  requeue(run, id, stream, now)
+  redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
   index_status(run, id, 'running', 'queued')
   redis.call('HDEL', run, 'wake_at')
   redis.call('ZREM', timers, id)

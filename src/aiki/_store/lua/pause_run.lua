@@ -14,8 +14,7 @@ redis.call('HINCRBY', run, 'revision', 1)
 redis.call('HSET', run, 'status', 'paused', 'paused_from', st[1], 'updated_at', now_ms(run))
 index_status(run, id, st[1], 'paused')
 if st[2] then
-  redis.call('XACK', stream, group, st[2])
-  redis.call('XDEL', stream, st[2])
+  drop_message(stream, group, st[2], id)
   redis.call('HDEL', run, 'message')
 end
 redis.call('ZREM', timers, id)

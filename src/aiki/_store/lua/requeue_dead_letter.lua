@@ -17,10 +17,15 @@ if st[1] ~= 'queued' and st[1] ~= 'running' then
   return redis.error_reply('CONFLICT run ' .. id .. ' is ' .. st[1] ..
     ': it waits for its timer, event or child, not for a message')
 end
-if st[2] and #redis.call('XRANGE', stream, st[2], st[2]) > 0 then return 'already-queued' end
+if st[2] then
+  local where = is_held(st[2]) and sibling(stream, 'held') or stream
+  if #redis.call('XRANGE', where, st[2], st[2]) > 0 then return 'already-queued' end
+  if is_held(st[2]) then redis.call('ZREM', sibling(stream, 'queue'), id) end
+end
 redis.call('HINCRBY', run, 'revision', 1)
-local msg = redis.call('XADD', stream, '*', 'run', id)
-redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now_ms(run))
+local now = now_ms(run)
+requeue(run, id, stream, now)
+redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
 index_status(run, id, st[1], 'queued')
 redis.call('HDEL', run, 'worker')
 return 'queued'

@@ -9,10 +9,10 @@ local revision, message, group = ARGV[1], ARGV[2], ARGV[3]
 local _, refused = fence(run, revision)
 if refused then return refused end
 local id = redis.call('HGET', run, 'id')
-redis.call('XACK', stream, group, message)
-redis.call('XDEL', stream, message)
-local msg = redis.call('XADD', stream, '*', 'run', id)
+drop_message(stream, group, message, id)
+local now = now_ms(run)
+requeue(run, id, stream, now)
 redis.call('HINCRBY', run, 'revision', 1)
-redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now_ms(run))
+redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
 index_status(run, id, 'running', 'queued')
-return msg
+return redis.call('HGET', run, 'message')

@@ -48,8 +48,8 @@ end
 redis.call('HINCRBY', run, 'revision', 1)
 redis.call('HDEL', run, 'error', 'result', 'ended_at', 'started_at', 'wake_at', 'paused_from',
   'worker')
-local msg = redis.call('XADD', stream, '*', 'run', id)
-redis.call('HSET', run, 'status', 'queued', 'message', msg, 'errors', errors, 'updated_at', now)
+requeue(run, id, stream, now)
+redis.call('HSET', run, 'status', 'queued', 'errors', errors, 'updated_at', now)
 index_status(run, id, st[1], 'queued')
 redis.call('ZREM', timers, id)
 redis.call('ZREM', ended, id)

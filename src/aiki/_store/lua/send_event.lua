@@ -27,8 +27,8 @@ local n = redis.call('HINCRBY', events, '#n:' .. name, 1) - 1
 redis.call('HSET', events, 'e:' .. name .. '#' .. n, '{"data":' .. data ..
   ',"reference_id":' .. cjson.encode(reference_id) .. ',"at":' .. now .. '}')
 if st[1] == 'awaiting_event' then
-  local msg = redis.call('XADD', stream, '*', 'run', id)
-  redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now)
+  requeue(run, id, stream, now)
+  redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
   index_status(run, id, 'awaiting_event', 'queued')
   redis.call('ZREM', timers, id)
 end

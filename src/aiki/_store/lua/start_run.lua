@@ -1,6 +1,6 @@
 --- start_run: create a run and enqueue it (or schedule it for `start_at`).
 -- KEYS: run, stream, runs, reference, children, timers
--- ARGV: id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at, timeout_ms, sensitive, trace, concurrency_key, concurrency_limit, digests
+-- ARGV: id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at, timeout_ms, sensitive, trace, concurrency_key, concurrency_limit, digests, priority
 -- `start_at` is a time (ms), '+<ms>' for that long from now on this shard's clock (a
 -- client's clock may be off, and a test environment's is virtual), or '' for now.
 -- The reference and children keys are only touched with a reference id / a parent (they
@@ -17,13 +17,14 @@
 -- of its encryption keys, the current key's first) or, without encryption, the SHA-1 of
 -- the plaintext JSON. The first is stored; a stored digest equal to any of them is the
 -- same payload (so a start under a new key meets one made under the old).
+-- `priority`: '0'..'100', or '' for a child run to inherit its parent's (none: 0).
 --- @include "lib"
 local run, stream, runs, reference, children, timers =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, workflow, version, payload, reference_id, on_conflict, parent_id, start_at,
-  timeout_ms, sensitive, trace, concurrency_key, concurrency_limit, digests =
+  timeout_ms, sensitive, trace, concurrency_key, concurrency_limit, digests, priority =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
-  ARGV[11], ARGV[12], ARGV[13], ARGV[14]
+  ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 
 local ref_value = nil
 if reference_id ~= '' then
@@ -52,8 +53,11 @@ local now = now_ms(run)
 if string.sub(start_at, 1, 1) == '+' then
   start_at = string.format('%d', now + tonumber(string.sub(start_at, 2)))
 end
+if priority == '' and parent_id ~= '' then
+  priority = redis.call('HGET', key_run(base_of(run), parent_id), 'priority') or ''
+end
 create_run(run, stream, runs, timers, id, workflow, version, payload, now, start_at,
-  timeout_ms, concurrency_key, concurrency_limit)
+  timeout_ms, concurrency_key, concurrency_limit, priority)
 if sensitive == '1' then redis.call('HSET', run, 'sensitive', '1') end
 if trace ~= '' then redis.call('HSET', run, 'trace', trace) end
 if ref_value then

@@ -2,19 +2,20 @@
 --- its next occurrence is unchanged. The run id is the caller's (derived from the
 --- schedule and the time), so a repeated call starts nothing more.
 -- KEYS: schedules, last_run, run, stream, runs
--- ARGV: schedule, id, workflow, version, payload, timeout_ms
+-- ARGV: schedule, id, workflow, version, payload, timeout_ms, priority
 -- Returns 1 (started) or 0 (that run exists already).
 --- @include "lib"
 local schedules, last_run, run, stream, runs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local schedule, id, workflow, version, payload, timeout_ms =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local schedule, id, workflow, version, payload, timeout_ms, priority =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
 if redis.call('HEXISTS', schedules, schedule) == 0 then
   return redis.error_reply('MISSING schedule ' .. schedule)
 end
 if redis.call('EXISTS', run) == 1 then return 0 end
 local now = now_ms(run)
-create_run(run, stream, runs, nil, id, workflow, version, payload, now, '', timeout_ms)
+create_run(run, stream, runs, nil, id, workflow, version, payload, now, '', timeout_ms,
+  '', '', priority)
 redis.call('HSET', run, 'schedule', schedule, 'occurrence', now, 'triggered', 1)
 redis.call('HSET', last_run, schedule, id)
 return 1

@@ -24,8 +24,9 @@ for i = 1, #records, 2 do
   end
 end
 if woken > 0 and st[1] == 'sleeping' then
-  local msg = redis.call('XADD', stream, '*', 'run', id)
-  redis.call('HSET', run, 'status', 'queued', 'message', msg, 'updated_at', now_ms(run))
+  local now = now_ms(run)
+  requeue(run, id, stream, now)
+  redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
   index_status(run, id, 'sleeping', 'queued')
   redis.call('HDEL', run, 'wake_at')
   redis.call('ZREM', timers, id)
