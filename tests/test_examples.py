@@ -168,6 +168,23 @@ async def test_concurrency_keys() -> None:
     assert out["most_at_once"] == {"c0": 1, "c1": 1, "c2": 1, "c9": 1, "reports": 2}
 
 
+async def test_priorities() -> None:
+    out = await _main("priorities")()
+    assert out["runs"] == 33 and out["priority"] == 80
+    # The three requests end before any export taken after they came: only the one
+    # export executing then (one slot) may end between.
+    assert out["exports_before_last_request"] <= out["done_when_requested"] + 1, out["order"]
+    assert out["exports_before_last_request"] < 30
+    # FIFO within a priority, and the backlog goes on in its own order after them.
+    assert [x for x in out["order"] if x.startswith("request-")] == [
+        "request-0",
+        "request-1",
+        "request-2",
+    ]
+    exports = [int(x.split("-")[1]) for x in out["order"] if x.startswith("export-")]
+    assert exports == sorted(exports)
+
+
 async def test_rate_limits() -> None:
     out = await _main("rate_limits")()
     assert out["runs"] == 20 and out["busiest_second"] <= 10 + 1  # limit + burst

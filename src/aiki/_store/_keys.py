@@ -32,8 +32,11 @@ key                                            type    what
                                                        ``doorbell`` = a priority, no run) says
                                                        "take the best run of the queue"
 ``{s}:queue:<workflow>:<version>``             zset    waiting runs with a priority: run id ->
-                                                       ``(100 - priority) * 1e13 + since`` (ms),
-                                                       lowest (best) first (``lua/lib.lua``,
+                                                       ``(100 - priority) * 1e13 + n`` (``n``:
+                                                       its held message's, ``1-<n>``), lowest
+                                                       (best) first; runs without one
+                                                       that one overtook: ``1e15 +`` their
+                                                       place in the stream (``lua/lib.lua``,
                                                        docs/flow-control.md#priorities)
 ``{s}:held:<workflow>:<version>``              stream  the message of each run in the queue
                                                        or executing from it (ids ``1-<n>``,

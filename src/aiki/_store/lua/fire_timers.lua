@@ -24,7 +24,7 @@ for _, id in ipairs(due) do
     local run = key_run(base, id)
     local st = redis.call('HMGET', run, 'status', 'workflow', 'version')
     if parked[st[1]] then
-      requeue(run, id, key_stream(base, st[2], st[3]), now)
+      requeue(run, id, key_stream(base, st[2], st[3]))
       redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
       index_status(run, id, st[1], 'queued')
       redis.call('HDEL', run, 'wake_at')
@@ -45,7 +45,7 @@ for _, member in ipairs(expired) do
           and string.sub(record, 1, 19) == '{"status":"running"' then
         local stream = key_stream(base, st[3], st[4])
         if st[5] then drop_message(stream, group, st[5], id) end
-        requeue(run, id, stream, now)
+        requeue(run, id, stream)
         redis.call('HINCRBY', run, 'revision', 1)
         redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
         index_status(run, id, 'running', 'queued')

@@ -110,8 +110,9 @@ end
 -- Priorities (docs/flow-control.md#priorities). A run without a priority (0) waits as
 -- a message naming it in its version's stream, as it always did: that path costs no
 -- more than before but one ZRANGE of a missing key when taken. A run with a priority
--- waits in the version's queue, a sorted set scored (100 - priority) * 1e13 + the time
--- (ms) it got in line (best first, FIFO within a priority); its message is in the
+-- waits in the version's queue, a sorted set scored (100 - priority) * 1e13 + n, its
+-- turn in line (best first, FIFO within a priority; a run without one that a better run
+-- overtook waits there too, at its place in the stream); its message is in the
 -- version's held stream (ids `1-<n>`, never read with '>': the take claims it, so
 -- heartbeats, acks and claims of a dead worker's runs work as for any message); and it
 -- rings a doorbell in the stream (a message without a run), which wakes a worker as any
@@ -119,38 +120,51 @@ end
 -- backlog in the stream delays a run with a priority by the executions in progress
 -- only: a worker reads no more messages than it has free slots, and the take decides.
 local GROUP = 'aiki-workers'
-local PRIORITY_STEP = 1e13  -- more than any time in ms until the year 2286
-local NO_PRIORITY = 100 * PRIORITY_STEP
+local PRIORITY_STEP = 1e13  -- more held messages than a version will ever have
+local NO_PRIORITY = 100 * PRIORITY_STEP  -- scores from here on: runs without a priority
 
 local function is_held(message) return string.sub(message, 1, 2) == '1-' end
 
--- Run `id` (key `run`) waits in the queue beside `stream` with `priority` since `since`
--- (ms), with a new message in the held stream (made with its group the first time).
-local function hold(run, id, stream, priority, since)
-  redis.call('ZADD', sibling(stream, 'queue'),
-    string.format('%.0f', (100 - priority) * PRIORITY_STEP + since), id)
+-- The queue score of a run without a priority whose stream message is `message`
+-- (`<ms>-<seq>`): its exact place in the stream (ms since 2017 * 2048 + seq; exact in a
+-- double until the year 2141, and for up to 2048 messages a millisecond).
+local function stream_place(message)
+  if not message then return NO_PRIORITY end
+  local ms, seq = string.match(message, '^(%d+)-(%d+)$')
+  return NO_PRIORITY + (tonumber(ms) - 1.5e12) * 2048 + math.min(tonumber(seq), 2047)
+end
+
+-- Run `id` (key `run`) waits in the queue beside `stream`, with a new message in the
+-- held stream (made with its group the first time): with `priority` > 0, after the runs
+-- of that priority waiting already (the held message's number, `1-<n>`, counts them in);
+-- with 0 (overtaken), at the place of its stream message `message`.
+local function hold(run, id, stream, priority, message)
   local held = sibling(stream, 'held')
   if redis.call('EXISTS', held) == 0 then
     redis.call('XGROUP', 'CREATE', held, GROUP, '0', 'MKSTREAM')
   end
-  redis.call('HSET', run, 'message', redis.call('XADD', held, '1-*', 'run', id))
+  local msg = redis.call('XADD', held, '1-*', 'run', id)
+  redis.call('HSET', run, 'message', msg)
+  local score = stream_place(message)
+  if priority > 0 then score = (100 - priority) * PRIORITY_STEP + tonumber(string.sub(msg, 3)) end
+  redis.call('ZADD', sibling(stream, 'queue'), string.format('%.0f', score), id)
 end
 
 -- Puts run `id` in line for an execution of its version (`stream`, in its shard) and
 -- sets its `message`; `priority` is the run's (nil or false: none).
-local function enqueue(run, id, stream, now, priority)
+local function enqueue(run, id, stream, priority)
   if not priority then
     redis.call('HSET', run, 'message', redis.call('XADD', stream, '*', 'run', id))
     return
   end
-  hold(run, id, stream, tonumber(priority), tonumber(now))
+  hold(run, id, stream, tonumber(priority))
   redis.call('XADD', stream, '*', 'doorbell', priority)
 end
 
 -- `enqueue` at the run's own priority: every transition that puts a run back in line
 -- (a timer, an event, a child's end, resume, retry, requeue, a reclaim) keeps it.
-local function requeue(run, id, stream, now)
-  enqueue(run, id, stream, now, redis.call('HGET', run, 'priority'))
+local function requeue(run, id, stream)
+  enqueue(run, id, stream, redis.call('HGET', run, 'priority'))
 end
 
 -- Acks and deletes run `id`'s message (from the held stream if it is a held one, and
@@ -184,7 +198,7 @@ local function wake_parent(base, parent, now)
   local pkey = key_run(base, parent)
   local p = redis.call('HMGET', pkey, 'status', 'workflow', 'version', 'id')
   if p[1] == 'awaiting_child_workflow' then
-    requeue(pkey, p[4], key_stream(base, p[2], p[3]), now)
+    requeue(pkey, p[4], key_stream(base, p[2], p[3]))
     redis.call('HSET', pkey, 'status', 'queued', 'updated_at', now)
     index_status(pkey, p[4], p[1], 'queued')
     redis.call('ZREM', key_timers(base), p[4])
@@ -257,7 +271,7 @@ local function concurrency_release(run, id, old, now)
     local w = redis.call('HMGET', run_key, 'status', 'concurrency_waiting_since')
     if w[1] == 'awaiting_concurrency' then
       redis.call('SADD', holders, next_id)
-      requeue(run_key, next_id, key_stream(base, c[4], c[5]), now)
+      requeue(run_key, next_id, key_stream(base, c[4], c[5]))
       redis.call('HSET', run_key, 'status', 'queued', 'concurrency_slot', '1',
         'concurrency_waited_ms', tostring(tonumber(now) - tonumber(w[2] or now)),
         'updated_at', now)
@@ -295,7 +309,7 @@ local function create_run(run, stream, runs, timers, id, workflow, version, payl
     status = 'awaiting_concurrency'
     concurrency_wait(run, id, key_concurrency_waiting(base, workflow, version, key), now)
   else
-    enqueue(run, id, stream, now, priority)
+    enqueue(run, id, stream, priority)
   end
   redis.call('HSET', run, 'status', status)
   if timeout_ms ~= '' then redis.call('HSET', run, 'timeout_ms', timeout_ms) end
@@ -371,10 +385,9 @@ end
 
 -- Takes the run that `message`, read from `stream` by `worker`, stands for: `id`, the
 -- run it names ('' for a doorbell), unless a better run waits in the version's queue (a
--- priority, or none but in line since earlier): then that one is taken, with its held
--- message (claimed for `worker` here), and `id` waits in the queue in its place
--- (priority 0, since its message's time), so the backlog in the stream does not delay
--- the better one. A doorbell takes the best waiting run
+-- priority, or none but earlier in the stream): then that one is taken, with its held
+-- message (claimed for `worker` here), and `id` waits in the queue at its place in the
+-- stream, so the backlog in the stream does not delay the better one. A doorbell takes the best waiting run
 -- ({'spare'} if none: a run it rang for was cancelled). A message that is no longer its
 -- run's while the run waits in the queue (a repeat of a take whose reply was lost) is
 -- refused {'stale'}. Returns {stream, message, run id, take reply}: the message the
@@ -386,17 +399,16 @@ local function take_next(base, stream, message, id, worker, now)
   end
   if id ~= '' then
     local run = key_run(base, id)
-    local since = tonumber(string.match(message, '^%d+'))
     if best then
       local st = redis.call('HMGET', run, 'status', 'message')
       if st[1] == 'queued' and st[2] ~= message then return {stream, message, id, {'stale'}} end
-      if st[1] ~= 'queued' or score >= NO_PRIORITY + since then best = nil end
+      if st[1] ~= 'queued' or score >= stream_place(message) then best = nil end
     end
     if not best then
       return {stream, message, id, take(run, key_tasks(base, id), key_events(base, id), worker,
         message, now)}
     end
-    hold(run, id, stream, 0, since)
+    hold(run, id, stream, 0, message)
   end
   redis.call('XACK', stream, GROUP, message)
   redis.call('XDEL', stream, message)

@@ -35,7 +35,7 @@ if status == 'awaiting_child_workflow' and child ~= run then
 end
 local now = now_ms(run)
 if status == 'queued' then
-  requeue(run, id, stream, now)
+  requeue(run, id, stream)
   redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
   index_status(run, id, 'running', 'queued')
   redis.call('HDEL', run, 'wake_at')

@@ -24,7 +24,7 @@ if st[2] then
 end
 redis.call('HINCRBY', run, 'revision', 1)
 local now = now_ms(run)
-requeue(run, id, stream, now)
+requeue(run, id, stream)
 redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
 index_status(run, id, st[1], 'queued')
 redis.call('HDEL', run, 'worker')

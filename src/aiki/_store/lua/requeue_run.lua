@@ -11,7 +11,7 @@ if refused then return refused end
 local id = redis.call('HGET', run, 'id')
 drop_message(stream, group, message, id)
 local now = now_ms(run)
-requeue(run, id, stream, now)
+requeue(run, id, stream)
 redis.call('HINCRBY', run, 'revision', 1)
 redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
 index_status(run, id, 'running', 'queued')

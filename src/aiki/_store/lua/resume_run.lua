@@ -19,7 +19,7 @@ if st[3] and tonumber(st[3]) > tonumber(now) and
   redis.call('ZADD', timers, st[3], id)
   return st[2]
 end
-requeue(run, id, stream, now)
+requeue(run, id, stream)
 redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
 index_status(run, id, 'paused', 'queued')
 return 'queued'

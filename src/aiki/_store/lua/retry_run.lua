@@ -48,7 +48,7 @@ end
 redis.call('HINCRBY', run, 'revision', 1)
 redis.call('HDEL', run, 'error', 'result', 'ended_at', 'started_at', 'wake_at', 'paused_from',
   'worker')
-requeue(run, id, stream, now)
+requeue(run, id, stream)
 redis.call('HSET', run, 'status', 'queued', 'errors', errors, 'updated_at', now)
 index_status(run, id, st[1], 'queued')
 redis.call('ZREM', timers, id)

@@ -27,7 +27,7 @@ local n = redis.call('HINCRBY', events, '#n:' .. name, 1) - 1
 redis.call('HSET', events, 'e:' .. name .. '#' .. n, '{"data":' .. data ..
   ',"reference_id":' .. cjson.encode(reference_id) .. ',"at":' .. now .. '}')
 if st[1] == 'awaiting_event' then
-  requeue(run, id, stream, now)
+  requeue(run, id, stream)
   redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
   index_status(run, id, 'awaiting_event', 'queued')
   redis.call('ZREM', timers, id)

@@ -25,7 +25,7 @@ for i = 1, #records, 2 do
 end
 if woken > 0 and st[1] == 'sleeping' then
   local now = now_ms(run)
-  requeue(run, id, stream, now)
+  requeue(run, id, stream)
   redis.call('HSET', run, 'status', 'queued', 'updated_at', now)
   index_status(run, id, 'sleeping', 'queued')
   redis.call('HDEL', run, 'wake_at')
