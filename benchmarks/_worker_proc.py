@@ -18,7 +18,7 @@ import aiki
 from aiki.codecs import Encryption
 
 from ._common import wait_for_stop
-from ._workflows import ALL
+from ._workflows import ALL, CONCURRENCY
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -32,7 +32,8 @@ async def serve(args: argparse.Namespace) -> int:
             max_concurrent_workflow_runs=args.concurrency,
             subscriber=aiki.RedisStreams(block_time=args.block_time),
         )
-        for wf in ALL:
+        served = CONCURRENCY if os.environ.get("AIKI_BENCH_WORKFLOWS") == "concurrency" else ALL
+        for wf in served:
             worker.workflow_registry.add(wf)
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.start)

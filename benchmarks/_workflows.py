@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import trio
 from pydantic import BaseModel
 
 import aiki
@@ -113,4 +114,28 @@ async def typed_one_task_v1(ctx: aiki.WorkflowContext, order: BenchOrder) -> Ben
     return await typed_noop.start(ctx, order)
 
 
+# The "concurrency" scenario: the one-task workflow with a concurrency key on every run
+# (limit 1 per key), and a keyed run that is busy for a while (the acceptance round).
+keyed_one_task = aiki.workflow("bench-keyed-one-task")
+
+
+@keyed_one_task.v("1", concurrency=aiki.Concurrency(1, key=lambda p: p["key"]))
+async def keyed_one_task_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    return await noop.start(ctx, payload)
+
+
+keyed_busy = aiki.workflow("bench-keyed-busy")
+
+
+@keyed_busy.v("1", concurrency=aiki.Concurrency(1, key=lambda p: p["key"]))
+async def keyed_busy_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    """Busy for ``payload['seconds']``; returns when it ran (wall clock, one machine)."""
+    started = time.time()
+    await trio.sleep(payload["seconds"])
+    return {"key": payload["key"], "started": started, "ended": time.time()}
+
+
 ALL = [one_task, twenty_tasks, replay_once, hundred_tasks, typed_one_task]
+# Served instead of ALL when AIKI_BENCH_WORKFLOWS=concurrency (its own streams, so the
+# other scenarios' workers read exactly what they read before).
+CONCURRENCY = [one_task, keyed_one_task, keyed_busy]

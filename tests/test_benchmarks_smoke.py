@@ -26,6 +26,7 @@ SCENARIOS = {
     "durable",
     "typed",
     "search",
+    "concurrency",
 }
 
 

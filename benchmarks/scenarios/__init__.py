@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import (
+    concurrency,
     durable,
     idle,
     latency,
@@ -30,6 +31,7 @@ SCENARIOS = {
         durable,
         typed,
         search,
+        concurrency,
     )
 }
 

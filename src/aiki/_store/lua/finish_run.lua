@@ -12,13 +12,13 @@ local revision, status, field, value, message, group, channel, id, base, address
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
   ARGV[11]
 
-local st, refused = fence(run, revision, 'parent')
+local st, refused = fence(run, revision, 'parent', 'concurrency_limit')
 if refused then return refused end
 if address ~= '' then redis.call('HSET', tasks, address, record) end
 local now = now_ms(run)
 redis.call('HSET', run, 'status', status, field, value, 'ended_at', now, 'updated_at', now)
 index_status(run, id, 'running', status)
-concurrency_release(run, id, 'running', now)
+if st[4] then concurrency_release(run, id, 'running', now) end
 redis.call('HDEL', run, 'message')
 drop_message(stream, group, message, id)
 redis.call('PUBLISH', channel, '{"id":"' .. id .. '","status":"' .. status ..

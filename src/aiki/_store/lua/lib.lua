@@ -246,7 +246,8 @@ end
 -- A run that ends (`old` its status before) gives its slot back, and each freed slot goes
 -- to the key's first waiting run, enqueued at once: its stream message wakes a worker,
 -- nothing polls. A waiting run that ends (cancelled) leaves the list. Entries whose run no
--- longer waits (paused, cancelled, taken again) are skipped.
+-- longer waits (paused, cancelled, taken again) are skipped. Called only for a run with a
+-- `concurrency_limit` (the caller's HMGET read it), so other runs pay nothing.
 local function concurrency_release(run, id, old, now)
   local c = redis.call('HMGET', run, 'concurrency_limit', 'concurrency_slot', 'concurrency_key',
     'workflow', 'version')
