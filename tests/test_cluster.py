@@ -5,9 +5,10 @@ A cluster node refuses any command or script whose keys are in more than one has
 running at all is the proof that every transition stays in one slot. They run the
 order-processing workflow (over the SDK and over HTTP, through a server on the cluster),
 a sharded workflow whose runs spread over several masters with children, durable sleeps,
-events and a schedule; concurrency keys; retry timers, wake-ups, pause/resume, cancel, delayed starts and a
-graceful worker stop; and the crash-recovery scenario: a worker SIGKILLed inside a task,
-its runs finished by another worker, every completed task executed exactly once.
+events and a schedule; concurrency keys; retry timers, wake-ups, pause/resume, cancel,
+delayed starts and a graceful worker stop; and the crash-recovery scenario: a worker
+SIGKILLed inside a task, its runs finished by another worker, every completed task
+executed exactly once.
 """
 
 from __future__ import annotations
