@@ -241,8 +241,12 @@ async def test_start_waits_and_payload_file(stack: Stack, tmp_path: Path) -> Non
     path = tmp_path / "payload.json"
     path.write_text('{"from": "file"}')
     shown = await aiki_ok(stack, "runs", "start", "rerun-echo", "1", "--payload-file", str(path),
-                          "--wait")  # fmt: skip
+                          "--wait", "--priority", "7")  # fmt: skip
     assert "status:       completed" in shown, shown
+    assert "priority:     7" in shown, shown
+    bad = await aiki_run("runs", "start", "rerun-echo", "1", "--priority", "101",
+                         "--url", stack.url)  # fmt: skip
+    assert bad.returncode == 2 and "--priority" in bad.err, bad.err
     both = await aiki_run("runs", "start", "rerun-echo", "1", "--payload", "1",
                           "--payload-file", str(path), "--url", stack.url)  # fmt: skip
     assert both.returncode == 1 and "not both" in both.err

@@ -5,9 +5,10 @@ A cluster node refuses any command or script whose keys are in more than one has
 running at all is the proof that every transition stays in one slot. They run the
 order-processing workflow (over the SDK and over HTTP, through a server on the cluster),
 a sharded workflow whose runs spread over several masters with children, durable sleeps,
-events and a schedule; retry timers, wake-ups, pause/resume, cancel, delayed starts and a
-graceful worker stop; and the crash-recovery scenario: a worker SIGKILLed inside a task,
-its runs finished by another worker, every completed task executed exactly once.
+events and a schedule; concurrency keys; retry timers, wake-ups, pause/resume, cancel,
+delayed starts and a graceful worker stop; and the crash-recovery scenario: a worker
+SIGKILLed inside a task, its runs finished by another worker, every completed task
+executed exactly once.
 """
 
 from __future__ import annotations
@@ -435,3 +436,45 @@ async def test_priorities_on_a_cluster(cluster: RedisCluster) -> None:
     # within a second), come before half of the 40 without.
     assert lows_before < 20, " ".join(RANKED_DONE)
     assert "cancelled" not in RANKED_DONE
+
+
+metered = aiki.workflow("metered")
+METERED_HOLDER: dict[str, str] = {}  # key -> the run between its first entry and its end
+METERED_OVERLAPS: list[str] = []
+
+
+@metered.v("1", shards=6, concurrency=aiki.Concurrency(1, key=lambda p: p["key"]))
+async def metered_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    key = payload["key"]
+    if METERED_HOLDER.setdefault(key, ctx.run_id) != ctx.run_id:
+        METERED_OVERLAPS.append(f"{ctx.run_id} entered while {METERED_HOLDER[key]} held {key}")
+    await ctx.sleep("nap", 0.05)  # parked, the run keeps its key's slot
+    del METERED_HOLDER[key]
+    return key
+
+
+async def test_concurrency_keys_on_a_cluster(cluster: RedisCluster) -> None:
+    """A key's runs all live in the key's shard (so its holders, waiting list, runs and
+    stream share one slot): with shards=6 over 3 masters, 8 keys of limit 1 spread over
+    several slots, no two runs of a key overlap (also across a durable sleep), a waiting
+    run can be cancelled, and nothing is left behind."""
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    METERED_HOLDER.clear()
+    METERED_OVERLAPS.clear()
+    async with aiki.client(redis_url=cluster.url, prefix=prefix) as client:
+        handles = await metered_v1.start_many(client, [{"key": f"k{i % 8}"} for i in range(32)])
+        by_key: dict[str, set[int]] = {}
+        for i, h in enumerate(handles):
+            by_key.setdefault(f"k{i % 8}", set()).add(shard_of(h.id))
+        assert all(len(shards) == 1 for shards in by_key.values())  # one shard per key
+        assert len({s for shards in by_key.values() for s in shards}) >= 2
+        assert await handles[-1].status() == "awaiting_concurrency"
+        assert await handles[-1].cancel("not needed") == "cancelled"
+        async with running_worker(client, metered, max_concurrent_workflow_runs=20):
+            results = [await h.wait_for_completion(timeout=60) for h in handles[:-1]]
+        assert results == [f"k{i % 8}" for i in range(31)]
+        assert METERED_OVERLAPS == []
+        leftovers = []
+        for port in cluster.ports:
+            leftovers += await acommand(port, "KEYS", f"{prefix}:*concurrency*")
+        assert leftovers == []

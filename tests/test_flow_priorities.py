@@ -75,7 +75,13 @@ async def test_a_bad_priority_is_a_422_over_http(settings: Any) -> None:
             )
             assert r.status_code == 422, r.text
             assert r.json()["error"]["field"] == "priority", r.text
+        r = await http.post(
+            "/api/v1/schedules",
+            json={"id": "s", "workflow": WF, "version": V, "every": 60, "priority": 101},
+        )
+        assert r.status_code == 422 and r.json()["error"]["field"] == "priority", r.text
         assert (await client.list_runs()).runs == []
+        assert await client.list_schedules() == []
         # A good one is stored and shown; the OpenAPI document declares the field.
         r = await http.post(
             "/api/v1/runs",
@@ -249,6 +255,20 @@ async def test_every_requeue_keeps_the_priority(client: aiki.Client) -> None:
     held, taken = await take()
     await store.requeue_run(taken, held.id)
     assert await _queued(store, run_id)
+    # taken, dead-lettered (say its worker had no code for it), requeued by an operator
+    held, taken = await take()
+    await store.dead_letter(held.stream, held.id, {"run": run_id}, "no code")
+    (letter,), _ = await store.list_dead_letters()
+    assert await store.requeue_dead_letter(letter.id) == "queued"
+    assert await _queued(store, run_id)
+    # waiting for a child, woken by its end (the child inherited the priority)
+    held, taken = await take()
+    child = await store.start_run(WF, V, "{}", parent_id=run_id)
+    await store.park_run(taken, held.id, status="awaiting_child_workflow", child_id=child)
+    child_held, child_taken = await _take_next(store)
+    assert child_taken.id == child and child_held.id.startswith("1-")
+    await store.finish_run(child_taken, child_held.id, result_json="1")
+    assert await _queued(store, run_id)
     # failed, then retried by an operator
     held, taken = await take()
     await store.finish_run(taken, held.id, error={"type": "Boom", "message": "x"})
@@ -268,6 +288,31 @@ async def test_every_requeue_keeps_the_priority(client: aiki.Client) -> None:
     _read, outcome = await _take_next(store)
     assert isinstance(outcome, TakeRefused) and outcome.reason == "spare"
     assert await store.redis.command("XLEN", store.keys.stream(WF, V)) == 0  # acked, deleted
+
+
+async def test_a_schedules_runs_have_its_priority(client: aiki.Client) -> None:
+    from aiki.engine import trigger_schedule
+
+    await prioritized_v1.schedule(client, "nightly", {"label": "s"}, every=3600, priority=25)
+    (listed,) = await client.list_schedules()
+    assert listed["priority"] == 25
+    run_id = await trigger_schedule(client.store, "nightly")
+    assert (await client.get_run(run_id)).priority == 25
+    assert await _queued(client.store, run_id)
+
+
+async def test_a_concurrency_slot_handed_over_keeps_the_priority(client: aiki.Client) -> None:
+    store = client.store
+    await store.create_groups([(WF, V)], range(1))
+    first = await store.start_run(WF, V, "{}", concurrency_key="k", concurrency_limit=1, priority=9)
+    second = await store.start_run(
+        WF, V, "{}", concurrency_key="k", concurrency_limit=1, priority=9
+    )
+    assert (await client.get_run(second)).status == "awaiting_concurrency"
+    held, taken = await _take_next(store)
+    assert taken.id == first
+    await store.finish_run(taken, held.id, result_json="1")  # its slot goes to `second`
+    assert await _queued(store, second)
 
 
 async def test_a_child_inherits_its_parents_priority(client: aiki.Client) -> None:

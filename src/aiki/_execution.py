@@ -375,9 +375,7 @@ class Executor:
             else:
                 await self._retrying(
                     "record result",
-                    lambda: store.finish_run(
-                        taken, message.id, result_json=result_json, task=held
-                    ),
+                    lambda: store.finish_run(taken, message.id, result_json=result_json, task=held),
                 )
         except (ScriptRefused, _StaleExecution) as stale:
             self._lost(taken, stale)

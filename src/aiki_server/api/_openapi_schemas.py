@@ -185,6 +185,7 @@ SCHEMAS: dict[str, Any] = {
             "cron": _nullable({"type": "string"}),
             "every": _nullable({"type": "number"}),
             "overlap": {"type": "string", "enum": ["allow", "skip", "cancel_previous"]},
+            "priority": {"type": "integer", "minimum": 0, "maximum": 100},
             "next_at": _nullable({"type": "integer", "description": "Unix time, ms"}),
             "paused": {"type": "boolean"},
             "paused_at": _nullable({"type": "integer", "description": "Unix time, ms"}),

@@ -7,7 +7,13 @@ from croniter import croniter
 from quart import Blueprint, Response, request
 
 from aiki import ConfigurationError, InvalidPayload, Schedule
-from aiki.engine import ScheduleNotFound, pause_schedule, resume_schedule, trigger_schedule
+from aiki.engine import (
+    MAX_PRIORITY,
+    ScheduleNotFound,
+    pause_schedule,
+    resume_schedule,
+    trigger_schedule,
+)
 from aiki.engine import create_schedule as save_schedule
 from aiki.engine import delete_schedule as remove_schedule
 from aiki.engine import list_schedules as read_schedules
@@ -46,6 +52,8 @@ CREATE_SCHEDULE = Model(
         Field("overlap", "string", enum=OVERLAP, message=_string_or_null("overlap"),
               check_message="schedule overlap must be allow, skip or cancel_previous, "
               "got {value!r}"),
+        Field("priority", "integer", minimum=0, maximum=MAX_PRIORITY, default=0,
+              description="The runs' priority: 0 (none) to 100 (see StartRunRequest)."),
     ),
     description="Exactly one of cron (5 fields, UTC) and every (seconds).",
     one_of=("cron", "every"),

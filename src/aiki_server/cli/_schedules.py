@@ -71,6 +71,13 @@ def schedules_list(url: str, as_json: bool) -> None:
     show_default=True,
     help="When the previous run is still running: start anyway, skip, or cancel it.",
 )
+@click.option(
+    "--priority",
+    type=click.IntRange(0, 100),
+    default=0,
+    show_default=True,
+    help="The runs' priority: 0 (none) to 100, higher ones are taken first.",
+)
 @api_options
 def schedules_create(
     schedule_id: str,
@@ -80,6 +87,7 @@ def schedules_create(
     every: float | None,
     payload: str,
     overlap: str,
+    priority: int,
     url: str,
     as_json: bool,
 ) -> None:
@@ -97,6 +105,8 @@ def schedules_create(
         "payload": payload_value,
         "overlap": overlap,
     }
+    if priority:
+        body["priority"] = priority
     body["cron" if cron is not None else "every"] = cron if cron is not None else every
     data = call_api(url, lambda api: api.create_schedule(body))
     if as_json:
