@@ -204,7 +204,7 @@ class Settings:
             except ConfigurationError as exc:
                 raise ConfigurationError(f"AIKI_API_KEYS_FILE is invalid: {exc}") from None
         if "codecs" not in overrides:
-            codecs = _codecs_from_env(env)
+            codecs = codecs_from_env(env)
             if codecs:
                 values["codecs"] = codecs
         for var, name in _ENV.items():
@@ -233,7 +233,7 @@ def codecs_from_keys_file(path: str, source: str) -> tuple[Codec, ...]:
     return (Encryption(load_keys(text, source=f"{source} {path!r}")),)
 
 
-def _codecs_from_env(env: Mapping[str, str]) -> tuple[Codec, ...]:
+def codecs_from_env(env: Mapping[str, str]) -> tuple[Codec, ...]:
     """The codecs ``AIKI_CODEC_KEYS`` or ``AIKI_CODEC_KEYS_FILE`` give (not both)."""
     inline = env.get("AIKI_CODEC_KEYS", "").strip()
     path = env.get("AIKI_CODEC_KEYS_FILE", "").strip()

@@ -22,6 +22,7 @@ import trio
 import aiki
 from aiki.engine import DEFAULT_MAX_RESULT_BYTES
 
+from .._settings import codecs_from_env, codecs_from_keys_file
 from ._base import (
     CliError,
     cli,
@@ -131,6 +132,23 @@ SHUTDOWN_MARGIN = 10.0
     help="Largest task or workflow result recorded (compact JSON bytes); a larger one "
     "fails its attempt.",
 )
+@click.option(
+    "--codec-keys-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Encryption keys (one '<key id>:<base64 key>' per line, the current first) for "
+    "the client's codec chain: payloads, results, task records and events are stored "
+    "encrypted, and the worker decrypts what it reads [env AIKI_CODEC_KEYS_FILE, or "
+    "AIKI_CODEC_KEYS].",
+)
+@click.option(
+    "--encode-errors/--no-encode-errors",
+    envvar="AIKI_ENCODE_ERRORS",
+    show_envvar=True,
+    default=False,
+    show_default=True,
+    help="With codec keys: also encrypt the error messages and tracebacks it records.",
+)
 @log_options
 def worker(
     target: str,
@@ -146,6 +164,8 @@ def worker(
     processes: int | None,
     supervisor_fd: int | None,
     max_result_bytes: int,
+    codec_keys_file: str | None,
+    encode_errors: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -172,8 +192,16 @@ def worker(
     if supervisor_fd is not None and processes != 1:
         raise CliError("--supervisor-fd is for supervised children: use it with --processes 1")
 
+    codecs = _worker_codecs(codec_keys_file, encode_errors)
+
     def open_client() -> Any:
-        return aiki.client(redis_url=redis_url, prefix=prefix, durability=durability or "none")
+        return aiki.client(
+            redis_url=redis_url,
+            prefix=prefix,
+            durability=durability or "none",
+            codecs=list(codecs),
+            encode_errors=encode_errors,
+        )
 
     def make_worker(client: aiki.Client, id: str | None) -> aiki.Worker:
         w = aiki.worker(
@@ -200,6 +228,8 @@ def worker(
         argv += ["--max-result-bytes", str(max_result_bytes)]
         argv += ["--log-level", log_level, "--log-format", log_format]
         argv += ["--durability", durability] if durability else []
+        argv += ["--codec-keys-file", codec_keys_file] if codec_keys_file else []
+        argv += ["--encode-errors"] if encode_errors else []
         # The URL goes in the environment: a command line is visible to every user.
         env = dict(os.environ, AIKI_REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
         supervisor = Supervisor(argv, ids, env=env, json_logs=log_format.lower() == "json")
@@ -286,3 +316,19 @@ async def check_config(
     async with open_client() as client:
         for worker_id in ids:
             make_worker(client, worker_id)
+
+
+def _worker_codecs(path: str | None, encode_errors: bool) -> tuple[Any, ...]:
+    """The codecs --codec-keys-file (else AIKI_CODEC_KEYS_FILE / AIKI_CODEC_KEYS) give;
+    errors name the option or variable, never a key."""
+    try:
+        codecs = (
+            codecs_from_keys_file(path, "--codec-keys-file")
+            if path
+            else codecs_from_env(os.environ)
+        )
+    except aiki.ConfigurationError as exc:
+        raise CliError(str(exc)) from None
+    if encode_errors and not codecs:
+        raise CliError("--encode-errors needs codec keys: --codec-keys-file or AIKI_CODEC_KEYS")
+    return codecs
