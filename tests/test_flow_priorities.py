@@ -96,6 +96,12 @@ async def test_a_bad_priority_is_a_422_over_http(settings: Any) -> None:
         start = spec["components"]["schemas"]["StartRunRequest"]["properties"]["priority"]
         assert (start["minimum"], start["maximum"], start["type"]) == (0, 100, "integer")
         assert "priority" in spec["components"]["schemas"]["Run"]["properties"]
+        # A client over HTTP only sends it too, and refuses a bad one before sending.
+        async with aiki.client(base_url=server.base_url) as over_http:
+            handle = await prioritized_v1.start(over_http, {"label": "h2"}, priority=7)
+            assert (await over_http.get_run(handle.id)).priority == 7
+            with pytest.raises(aiki.ConfigurationError, match="priority"):
+                await prioritized_v1.start(over_http, {"label": "h3"}, priority=-3)
 
 
 # -- the order runs are taken in ------------------------------------------------------------
