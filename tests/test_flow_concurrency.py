@@ -19,6 +19,7 @@ from test_metrics import scrape, value
 from test_server import HANG_GUARD, running_server
 
 import aiki
+from aiki._schedules import fire_due_schedules, trigger_schedule
 from aiki._store import Keys, shard_of
 from aiki_server import Settings
 from aiki_server.cli._format import concurrency_rows
@@ -320,3 +321,70 @@ async def test_a_waiting_run_is_visible_and_its_wait_is_in_metrics(
         samples = await scrape(http)
         waited = value(samples, "aiki_worker_concurrency_wait_seconds_total", key="m", **labels)
         assert waited is not None and waited > 0
+
+
+async def test_http_starts_apply_the_registered_limit(
+    client: aiki.Client, running_worker: Any, redis_url: str
+) -> None:
+    settings = Settings(redis_url=redis_url, port=0, daemons=False)
+    async with (
+        running_worker(client, per_customer, capped, unlimited),
+        running_server(settings) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=HANG_GUARD) as http,
+        aiki.client(base_url=server.base_url) as over_http,
+    ):
+
+        async def post(**body: Any) -> httpx.Response:
+            return await http.post("/api/v1/runs", json=body)
+
+        keyed = await post(workflow="conc-customer", version="1", payload={"n": 1},
+                           concurrency_key="h")  # fmt: skip
+        assert keyed.status_code == 201, keyed.text
+        run = (await http.get(f"/api/v1/runs/{keyed.json()['id']}")).json()
+        assert (run["concurrency_key"], run["concurrency_limit"]) == ("h", 1)
+        # The version's keys come from a function the server does not have.
+        missing = await post(workflow="conc-customer", version="1", payload={"n": 2})
+        assert missing.status_code == 422 and missing.json()["error"]["field"] == (
+            "concurrency_key"
+        )
+        assert "give concurrency_key" in missing.json()["error"]["message"]
+        # A version without keys: the version-wide one.
+        wide = await post(workflow="conc-global", version="1", payload={"n": 3})
+        run = (await http.get(f"/api/v1/runs/{wide.json()['id']}")).json()
+        assert (run["concurrency_key"], run["concurrency_limit"]) == (None, 2)
+        for bad in ("", 5):
+            refused = await post(workflow="conc-global", version="1", concurrency_key=bad)
+            assert refused.status_code == 422
+            assert refused.json()["error"]["field"] == "concurrency_key"
+        refused = await post(workflow="conc-none", version="1", concurrency_key="a")
+        assert refused.status_code == 422 and "declares no concurrency" in refused.text
+        # A client with only base_url computes the key in its own code and sends it.
+        handle = await per_customer_v1.start(over_http, {"customer": "via-http", "n": 4})
+        assert (await handle.describe()).concurrency_key == "via-http"
+        listed = await client.list_runs(workflow="conc-customer")
+        assert len(listed.runs) == 2  # the refused starts wrote nothing
+        for h in [keyed.json()["id"], handle.id, wide.json()["id"]]:
+            await client.get_handle(h).cancel("done")
+
+
+async def test_schedules_start_runs_under_the_limit(
+    client: aiki.Client, running_worker: Any
+) -> None:
+    async with running_worker(client, per_customer):
+        holder = await per_customer_v1.start(client, {"customer": "sched", "n": 1})
+        await _status_is(holder, "awaiting_event")
+        schedule = await per_customer_v1.schedule(
+            client, "conc-every-hour", {"customer": "sched", "n": 2, "wait": False}, every=3600
+        )
+        assert schedule.concurrency_key == "sched"  # the key function's, computed here
+        triggered = client.get_handle(await trigger_schedule(client.store, "conc-every-hour"))
+        assert await fire_due_schedules(client.store, now_ms=2**42) == 1  # "an hour later"
+        fired_ids = [r.id for r in (await client.list_runs(status="awaiting_concurrency")).runs]
+        assert triggered.id in fired_ids and len(fired_ids) == 2
+        assert (await triggered.describe()).concurrency_key == "sched"
+        await holder.send_event("go")
+        for run_id in fired_ids:
+            assert await client.get_handle(run_id).wait_for_completion(timeout=20) == 2
+        with pytest.raises(aiki.ConfigurationError) as refused:
+            await unlimited_v1.schedule(client, "s", {}, every=60, concurrency_key="a")
+        assert refused.value.field == "concurrency_key"

@@ -84,6 +84,12 @@ class Concurrency:
                 field="key",
             )
 
+    def registration(self) -> dict[str, Any]:
+        """What a worker registers for the version (``{p}:workflows``): the limit, and
+        whether keys come from a function (which a process without the code cannot run:
+        an HTTP start must then name its key)."""
+        return {"limit": self.limit, "key_function": self.key is not None}
+
     def key_of(self, payload: Any, given: Any, where: str) -> str:
         """The run's key: ``given`` (a start's ``concurrency_key=``), else ``key(payload)``,
         else "" (the version's one shared key). A key function that raises or returns

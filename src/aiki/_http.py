@@ -166,8 +166,11 @@ class HttpApi(OperatorRoutes):
         timeout: float | None = None,
         sensitive: bool = False,
         priority: int = 0,
+        concurrency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Start a run; ``payload_json`` is the payload already encoded as JSON."""
+        """Start a run; ``payload_json`` is the payload already encoded as JSON.
+        ``concurrency_key``: the run's key for its version's ``concurrency=`` limit (the
+        server applies the limit the version's workers registered)."""
         # Splice the encoded payload in rather than decode and re-encode it.
         body = (
             f'{{"workflow":{_serde.dumps(workflow)},"version":{_serde.dumps(version)},'
@@ -176,7 +179,8 @@ class HttpApi(OperatorRoutes):
             f'"start_at_ms":{_serde.dumps(start_at_ms)},'
             f'"timeout":{_serde.dumps(timeout)},'
             f'"sensitive":{_serde.dumps(sensitive)}'
-            + (f',"priority":{_serde.dumps(priority)}}}' if priority else "}")
+            + (f',"priority":{_serde.dumps(priority)}' if priority else "")
+            + (f',"concurrency_key":{_serde.dumps(concurrency_key)}}}' if concurrency_key else "}")
         )
         data: dict[str, Any] = await self.request(
             "POST",
@@ -363,6 +367,7 @@ class HttpBackend:
             timeout=request.timeout,
             sensitive=request.sensitive,
             priority=request.priority,
+            concurrency_key=request.concurrency_key or None,  # "": the version-wide key
         )
         return str(data["id"])
 

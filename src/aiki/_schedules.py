@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from . import _serde
 from ._clock import redis_now_ms
+from ._concurrency import check_key
 from ._errors import ConfigurationError
 from ._start import check_priority
 from ._store import ScheduleNotFound, Store, with_shard
@@ -38,7 +39,9 @@ class Schedule:
     Exactly one of ``cron`` (a 5-field cron expression, UTC) and ``every`` (seconds).
     ``overlap``: what to do when an occurrence comes while the previous run still runs:
     ``allow`` (start anyway), ``skip`` (skip this occurrence), ``cancel_previous``.
-    ``priority``: the runs' (see ``WorkflowVersion.start``).
+    ``priority``: the runs' (see ``WorkflowVersion.start``). ``concurrency_key``: the
+    runs' key for the version's ``concurrency=`` limit (``WorkflowVersion.schedule``
+    computes it from the payload; None: the version-wide key).
     """
 
     id: str
@@ -49,6 +52,7 @@ class Schedule:
     every: float | None = None
     overlap: Overlap = "allow"
     priority: int = 0
+    concurrency_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id or not isinstance(self.id, str):
@@ -72,6 +76,8 @@ class Schedule:
             )
         _serde.dumps(self.payload, what="schedule payload")
         check_priority(self.priority)
+        if self.concurrency_key is not None:
+            check_key(self.concurrency_key, f"schedule {self.id!r}")
 
     def next_after(self, ms: int) -> int:
         """The first occurrence strictly after ``ms`` (epoch milliseconds)."""
@@ -146,10 +152,24 @@ async def trigger_schedule(store: Store, schedule_id: str) -> str:
         workflow=schedule.workflow,
         version=schedule.version,
         payload_json=_serde.dumps(schedule.payload),
-        timeout=await store.workflow_timeout(schedule.workflow, schedule.version),
         priority=schedule.priority,
+        **await _registered(store, schedule),
     )
     return run_id
+
+
+async def _registered(store: Store, schedule: Schedule) -> dict[str, Any]:
+    """What a schedule's run takes from its version's registration: the workflow-level
+    timeout, and its concurrency (the limit, and the schedule's key, else the
+    version-wide one)."""
+    registration = await store.workflow_registration(schedule.workflow, schedule.version) or {}
+    timeout = registration.get("timeout")
+    declared = registration.get("concurrency")
+    limit = declared.get("limit") if isinstance(declared, dict) else None
+    return {
+        "timeout": float(timeout) if timeout else None,
+        "concurrency": (schedule.concurrency_key or "", int(limit)) if limit else (None, None),
+    }
 
 
 async def delete_schedule(store: Store, schedule_id: str) -> bool:
@@ -198,8 +218,8 @@ async def fire_due_schedules(store: Store, now_ms: int | None = None) -> int:
             workflow=schedule.workflow,
             version=schedule.version,
             payload_json=_serde.dumps(schedule.payload),
-            timeout=await store.workflow_timeout(schedule.workflow, schedule.version),
             priority=schedule.priority,
+            **await _registered(store, schedule),
         )
         if fired == 1:
             started += 1

@@ -254,22 +254,45 @@ class StartRequest:
 
 def _check_concurrency(workflow: str, version: str, key: Any, limit: Any) -> None:
     """A start's concurrency: a limit (int >= 1) with a key ("" for the version's shared
-    one), or neither."""
-    if limit is None:
-        if key is not None:
-            raise ConfigurationError(
-                f"workflow {workflow!r} version {version!r} declares no concurrency limit: "
-                "concurrency_key has no effect",
-                field="concurrency_key",
-            )
-        return
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+    one), or neither; or (an HTTP start, which learns the limit from the version's
+    registration) a key alone."""
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
+    ):
         raise ConfigurationError(
             f"concurrency limit must be a whole number from 1 to {MAX_LIMIT}, got {limit!r}",
             field="concurrency_limit",
         )
-    if key != "":
+    if key is not None and (key != "" or limit is None):
         check_key(key, f"workflow {workflow!r} version {version!r}")
+
+
+def _no_limit(request: StartRequest) -> ConfigurationError:
+    return ConfigurationError(
+        f"workflow {request.workflow!r} version {request.version!r} declares no "
+        "concurrency limit: concurrency_key has no effect",
+        field="concurrency_key",
+    )
+
+
+def _registered_concurrency(request: StartRequest, declared: Any) -> StartRequest:
+    """``request`` with the concurrency its version registered: the limit, and the key
+    given (else the version-wide one). A version whose keys come from a function in
+    worker code needs the key named here; a version without a limit takes no key."""
+    if not isinstance(declared, dict) or not declared.get("limit"):
+        if request.concurrency_key is not None:
+            raise _no_limit(request)
+        return replace(request, concurrency_limit=None)
+    key = request.concurrency_key
+    if key is None:
+        if declared.get("key_function"):
+            raise ConfigurationError(
+                f"workflow {request.workflow!r} version {request.version!r} computes its "
+                "concurrency key from the payload in worker code: give concurrency_key",
+                field="concurrency_key",
+            )
+        key = ""
+    return replace(request, concurrency_key=key, concurrency_limit=int(declared["limit"]))
 
 
 @dataclass(frozen=True)
@@ -300,6 +323,7 @@ async def registered_request(
     timeout = request.timeout
     if timeout is None and registration.get("timeout"):
         timeout = float(registration["timeout"])  # the version's own, as its worker said
+    request = _registered_concurrency(request, registration.get("concurrency"))
     return replace(request, timeout=timeout, shards=int(registration.get("shards") or 1))
 
 
@@ -322,6 +346,8 @@ async def start_run(
     (``EXISTS``, or its reference id) instead of creating a second one."""
     if registered:
         request = await registered_request(store, request, check)
+    elif request.concurrency_key is not None and request.concurrency_limit is None:
+        raise _no_limit(request)
     run_id = choose_run_id(
         request.workflow,
         request.shards,

@@ -239,6 +239,10 @@ class Loops(Executor):
             {(wv.name, wv.version): wv.timeout for wv in self.workflow_registry},
             {(wv.name, wv.version): wv.shards for wv in self.workflow_registry},
             {(wv.name, wv.version): wv.types.schemas() for wv in self.workflow_registry},
+            concurrency={
+                (wv.name, wv.version): wv.concurrency.registration() if wv.concurrency else None
+                for wv in self.workflow_registry
+            },
         )
 
     async def _recover_state(self, store: Store, reader: StreamReader) -> None:

@@ -156,14 +156,18 @@ class WorkflowVersion:
         every: float | None = None,
         overlap: str = "allow",
         priority: int = 0,
+        concurrency_key: str | None = None,
     ) -> Schedule:
         """Start this version on a cron expression (UTC) or every ``every`` seconds.
 
         ``overlap`` (``allow``, ``skip`` or ``cancel_previous``) says what an occurrence
         does while the previous run is still going. Saving a schedule with an existing
-        id replaces it. Fired by the server's schedule daemon."""
+        id replaces it. Fired by the server's schedule daemon. The runs' concurrency key
+        (a version with ``concurrency=``) is ``concurrency_key``, else the key function's
+        for ``payload``, computed here."""
         from ._schedules import Schedule
 
+        key, _ = self._concurrency(payload, concurrency_key)
         sched = Schedule(
             id=schedule_id,
             workflow=self.name,
@@ -173,6 +177,7 @@ class WorkflowVersion:
             every=every,
             overlap=overlap,  # type: ignore[arg-type]
             priority=priority,
+            concurrency_key=key or None,
         )
         return await client.create_schedule(sched)
 

@@ -21,11 +21,14 @@ class DeploymentOps(StoreBase):
         timeouts: dict[tuple[str, str], float | None] | None = None,
         shards: dict[tuple[str, str], int] | None = None,
         schemas: dict[tuple[str, str], tuple[Any, Any]] | None = None,
+        concurrency: dict[tuple[str, str], dict[str, Any] | None] | None = None,
     ) -> int:
         """Record each version as known (idempotent), with its workflow-level timeout
         (runs started without the code, over HTTP or by schedules, get it from here),
-        its ``shards`` and the JSON Schemas of its input and output (None: untyped; the
-        API validates HTTP starts against the input's), then create its stream groups
+        its ``shards``, the JSON Schemas of its input and output (None: untyped; the
+        API validates HTTP starts against the input's) and its ``concurrency``
+        (``{"limit": n, "key_function": bool}`` or None: what HTTP starts and schedules
+        apply, see ``aiki._start.registered_request``), then create its stream groups
         in every shard of the deployment. Returns the deployment's shard count."""
         commands: list[list[Any]] = []
         for workflow, version in versions:
@@ -44,6 +47,7 @@ class DeploymentOps(StoreBase):
                             "shards": (shards or {}).get((workflow, version), 1),
                             "input_schema": input_schema,
                             "output_schema": output_schema,
+                            "concurrency": (concurrency or {}).get((workflow, version)),
                         }
                     ),
                 ]

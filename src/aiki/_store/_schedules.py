@@ -100,10 +100,12 @@ class ScheduleOps(StoreBase):
         payload_json: str,
         timeout: float | None,
         priority: int = 0,
+        concurrency: tuple[str | None, int | None] = (None, None),
     ) -> int:
         """Fire one occurrence, in one script: 0 if another caller fired it first, 1 if
         it started ``run_id`` (in shard 0), 2 if it was skipped (``start=False``, or the
-        run exists already). The schedule moves on to ``following_ms`` (None: done)."""
+        run exists already). The schedule moves on to ``following_ms`` (None: done).
+        ``concurrency``: the run's (key, limit), as for ``start_run``."""
         k = self.keys
         reply: Any = await FireSchedule(
             due=k.schedules_due,
@@ -121,6 +123,8 @@ class ScheduleOps(StoreBase):
             payload=payload_json,
             timeout_ms="" if timeout is None else int(timeout * 1000),
             priority=priority,
+            concurrency_key=concurrency[0] or "",
+            concurrency_limit="" if concurrency[1] is None else int(concurrency[1]),
         ).call(self.redis)
         return int(reply)
 
@@ -159,6 +163,7 @@ class ScheduleOps(StoreBase):
         payload_json: str,
         timeout: float | None,
         priority: int = 0,
+        concurrency: tuple[str | None, int | None] = (None, None),
     ) -> bool:
         """Start the schedule's run ``run_id`` (in shard 0) now; its timetable is
         unchanged. False if that run exists already."""
@@ -176,6 +181,8 @@ class ScheduleOps(StoreBase):
             payload=payload_json,
             timeout_ms="" if timeout is None else int(timeout * 1000),
             priority=priority,
+            concurrency_key=concurrency[0] or "",
+            concurrency_limit="" if concurrency[1] is None else int(concurrency[1]),
         )
         started = await self._schedule_script(schedule_id, call.call) == "1"
         await self.acknowledged()  # an operator's start, like any other

@@ -311,6 +311,8 @@ class FireSchedule(Binding):
         "payload",
         "timeout_ms",
         "priority",
+        "concurrency_key",
+        "concurrency_limit",
     )
     due: str
     last_run: str
@@ -327,6 +329,8 @@ class FireSchedule(Binding):
     payload: str
     timeout_ms: Arg
     priority: Arg
+    concurrency_key: str
+    concurrency_limit: Arg
 
 
 @script("pause_schedule")
@@ -353,7 +357,17 @@ class ResumeSchedule(Binding):
 @script("trigger_schedule")
 class TriggerSchedule(Binding):
     KEYS = ("schedules", "last_run", "run", "stream", "runs")
-    ARGV = ("schedule", "id", "workflow", "version", "payload", "timeout_ms", "priority")
+    ARGV = (
+        "schedule",
+        "id",
+        "workflow",
+        "version",
+        "payload",
+        "timeout_ms",
+        "priority",
+        "concurrency_key",
+        "concurrency_limit",
+    )
     schedules: str
     last_run: str
     run: str
@@ -366,6 +380,8 @@ class TriggerSchedule(Binding):
     payload: str
     timeout_ms: Arg
     priority: Arg
+    concurrency_key: str
+    concurrency_limit: Arg
 
 
 @script("raise_shards")

@@ -58,6 +58,13 @@ START_RUN = Model(
         Field("timeout", "number", minimum=0, exclusive_minimum=True, maximum=MAX_SECONDS,
               message=f"timeout must be a number of seconds > 0 and <= {MAX_SECONDS}, or null"),
         Field("sensitive", "boolean", default=False),
+        Field("concurrency_key", "string", min_length=1,
+              message="concurrency_key must be a string of 1 to 256 characters or null, "
+              "got {got}",
+              description="The run's key for its version's concurrency limit (at most N "
+              "runs at once per key; docs/flow-control.md). Required when the version's "
+              "keys come from a function of the payload; refused for a version without "
+              "a limit. Absent: the version's one shared key."),
         Field("priority", "integer", minimum=0, maximum=MAX_PRIORITY, default=0,
               description="0 (none, the default) to 100: among the version's waiting runs, "
               "those with a higher priority are taken first."),
@@ -150,6 +157,7 @@ async def start_from_request(
             sensitive=values["sensitive"],
             priority=values["priority"],
             max_payload_bytes=settings.max_payload_bytes,
+            concurrency_key=values["concurrency_key"],
         )
     except PayloadTooLarge as exc:
         raise ApiError(413, "payload_too_large", str(exc), exc.field, limit=exc.limit) from None
@@ -171,7 +179,7 @@ async def start_from_request(
             retry_for=0.0,
             check=lambda registration: check_payload(registration, checkable),
         )
-    except InvalidPayload as exc:
+    except (InvalidPayload, ConfigurationError) as exc:
         raise ApiError(422, "validation_error", str(exc), exc.field) from None
     except UnknownWorkflow as exc:
         extra = {"known_versions": exc.known_versions} if exc.known_versions else {}

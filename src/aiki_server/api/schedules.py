@@ -54,6 +54,10 @@ CREATE_SCHEDULE = Model(
               "got {value!r}"),
         Field("priority", "integer", minimum=0, maximum=MAX_PRIORITY, default=0,
               description="The runs' priority: 0 (none) to 100 (see StartRunRequest)."),
+        Field("concurrency_key", "string", min_length=1,
+              message=_string_or_null("concurrency_key"),
+              description="The runs' key for the version's concurrency limit (absent: the "
+              "version-wide key)."),
     ),
     description="Exactly one of cron (5 fields, UTC) and every (seconds).",
     one_of=("cron", "every"),
