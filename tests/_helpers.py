@@ -69,6 +69,16 @@ async def running_worker(
             nursery.cancel_scope.cancel()
 
 
+async def all_slots_free(worker: aiki.Worker) -> None:
+    """Until ``worker`` has no execution in flight. Why wait: a run's new status (ended,
+    parked) is in Redis, and its waiter told, as soon as the script ran; the worker
+    releases the slot only when its execution gets the script's reply, a moment later."""
+    await wait_until(
+        lambda: worker.in_flight == 0 and worker.free_slots == worker.max_concurrent_workflow_runs,
+        what="every worker slot free",
+    )
+
+
 async def wait_until(
     predicate: Any, *, timeout: float = 20.0, interval: float = 0.02, what: str = ""
 ) -> None:

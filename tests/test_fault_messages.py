@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from _helpers import running_worker, wait_until
+from _helpers import all_slots_free, running_worker, wait_until
 
 import aiki
 from aiki._store._keys import GROUP
@@ -95,7 +95,7 @@ async def test_poison_messages_are_acked_dead_lettered_and_the_worker_goes_on(
         assert (run.status, run.attempts, run.result) == ("completed", 1, {"echo": {"n": 0}})
         after = await sturdy_v1.start(client, {"n": 1})
         assert await after.wait_for_completion(timeout=30) == {"echo": {"n": 1}}
-        assert worker.in_flight == 0
+        await all_slots_free(worker)
     assert await pending_count(client, stream) == 0
 
 

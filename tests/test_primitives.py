@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
-from _helpers import running_worker, wait_until
+from _helpers import all_slots_free, running_worker, wait_until
 
 import aiki
 from aiki.engine import serve_schedules, serve_timers
@@ -113,7 +113,7 @@ async def test_sleep_survives_worker_restart_and_holds_no_slot(client: aiki.Clie
             handle = await sleeper.start(client, 2.0)
             await wait_until(lambda: handle.status(), what="run started")
             await wait_until(lambda: _status_is(handle, "sleeping"), what="run sleeping")
-            assert worker.in_flight == 0  # the sleep holds no slot
+            await all_slots_free(worker)  # the sleep holds no slot
             # A second run completes on the single slot while the first one sleeps.
             other = await sleeper.start(client, 0.0)
             assert await other.wait_for_completion(timeout=20) == 6
@@ -242,7 +242,7 @@ async def test_pause_interrupts_running_execution_and_resume_continues(
         assert await handle.status() == "paused"
         await handle.resume()
         assert await handle.wait_for_completion(timeout=20) == 6
-        assert worker.in_flight == 0
+        await all_slots_free(worker)
 
 
 async def test_workflow_timeout_fails_run(client: aiki.Client) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import trio
-from _helpers import running_worker, wait_until
+from _helpers import all_slots_free, running_worker, wait_until
 
 import aiki
 from aiki.engine import serve_timers
@@ -281,7 +281,7 @@ async def test_long_task_delay_parks_the_run_until_the_timer_daemon_fires(
         handle = await tasks_v1.start(client, {"task": "flaky-long", "key": "l", "fail": 1})
         await wait_until(lambda: _status_is(handle, "awaiting_retry"), timeout=30, what="parked")
         # Parked: no execution, no slot, a durable timer at the retry time.
-        assert worker.in_flight == 0 and worker.free_slots == worker.max_concurrent_workflow_runs
+        await all_slots_free(worker)
         record = await only_task_record(client, handle.id, "flaky-long")
         assert record["status"] == "awaiting_retry"
         assert record["errors"][0]["retry_in"] == 1.0
@@ -417,7 +417,7 @@ async def test_long_workflow_delay_parks_the_run_until_the_timer_daemon_fires(
     async with running_worker(client, wf_retry, fire_timers=False) as worker:
         handle = await wf_long.start(client, {"key": "wl", "fail": 1})
         await wait_until(lambda: _status_is(handle, "awaiting_retry"), timeout=30, what="parked")
-        assert worker.in_flight == 0 and worker.free_slots == worker.max_concurrent_workflow_runs
+        await all_slots_free(worker)
         run = await client.get_run(handle.id)
         assert run.errors is not None and [e["retry_in"] for e in run.errors] == [1.0]
         score = await client.store.redis.command("ZSCORE", client.store.keys.timers(), handle.id)
