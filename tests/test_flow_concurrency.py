@@ -388,3 +388,35 @@ async def test_schedules_start_runs_under_the_limit(
         with pytest.raises(aiki.ConfigurationError) as refused:
             await unlimited_v1.schedule(client, "s", {}, every=60, concurrency_key="a")
         assert refused.value.field == "concurrency_key"
+
+
+async def test_a_key_with_a_long_line_does_not_delay_another_key(
+    client: aiki.Client, running_worker: Any
+) -> None:
+    async with running_worker(client, per_customer, max_concurrent_workflow_runs=10):
+        crowd = await per_customer_v1.start_many(
+            client, [{"customer": "crowded", "n": i, "wait": False} for i in range(300)]
+        )
+        alone = await per_customer_v1.start(client, {"customer": "alone", "n": -1, "wait": False})
+        assert await alone.wait_for_completion(timeout=20) == -1
+        done = [await h.status() for h in crowd].count("completed")
+        # Only admitted runs reach the stream: "alone" went past the crowd's line.
+        assert done < 30, f"{done} of the crowded key's runs went first"
+        for h in crowd:
+            await h.wait_for_completion(timeout=60)
+
+
+async def test_a_waiting_run_holds_no_worker_slot(
+    client: aiki.Client, running_worker: Any
+) -> None:
+    async with running_worker(client, per_customer, unlimited, max_concurrent_workflow_runs=1):
+        holder = await per_customer_v1.start(client, {"customer": "s", "n": 1})
+        await _status_is(holder, "awaiting_event")
+        waiter = await per_customer_v1.start(client, {"customer": "s", "n": 2})
+        assert await waiter.status() == "awaiting_concurrency"
+        # The one slot is free: another workflow runs meanwhile.
+        assert await (await unlimited_v1.start(client, {})).wait_for_completion(20) == "plain"
+        assert await waiter.status() == "awaiting_concurrency"
+        await holder.cancel("done")
+        await _status_is(waiter, "awaiting_event")
+        await waiter.cancel("done")
