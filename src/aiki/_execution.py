@@ -20,16 +20,15 @@ from ._concurrency import count_wait
 from ._context import Suspend, WorkflowContext
 from ._determinism import ends_in_divergence
 from ._errors import (
-    ConfigurationError,
     ConnectionFailed,
     InvalidPayload,
     NonDeterminismError,
     NonRetryableError,
     WorkflowTimeout,
 )
+from ._execution_context import workflow_context
 from ._log import bind_run
 from ._outcome import _StaleExecution, classify, failure_record, first_failure
-from ._rate_limit import INLINE_WAIT, RateLimit
 from ._redis import ScriptRefused
 from ._retry import Retry
 from ._store import Store, TakenRun, TakeRefused
@@ -219,98 +218,7 @@ class Executor:
             )
             return True
 
-        async def record_task(address: str, record: dict[str, Any]) -> None:
-            try:
-                await self._retrying(
-                    "record task",
-                    lambda: store.record_task(taken, address, record),
-                )
-            except ScriptRefused as refused:
-                raise _StaleExecution(str(refused)) from None
-
-        async def set_attributes(changes: dict[str, str | None]) -> None:
-            try:
-                await self._retrying("set attributes", lambda: store.set_attributes(taken, changes))
-            except ScriptRefused as refused:
-                if refused.code == "LIMIT":
-                    raise ConfigurationError(refused.detail, field="attributes") from None
-                raise _StaleExecution(str(refused)) from None
-
-        async def task_attempt(address: str, record: dict[str, Any], deadline: int | None) -> None:
-            try:
-                await self._retrying(
-                    "record task attempt",
-                    lambda: store.task_attempt(taken, address, record, deadline),
-                )
-            except ScriptRefused as refused:
-                raise _StaleExecution(str(refused)) from None
-
-        async def acquire_rate(limit: RateLimit, key: str | None, cost: int) -> tuple[bool, float]:
-            assert limit.name is not None
-            reserved, wait = await self._retrying(
-                "acquire rate limit",
-                lambda: store.acquire_rate(
-                    limit.name or "",
-                    key,
-                    interval_ms=limit.interval_ms,
-                    burst=limit.burst,
-                    cost=cost,
-                    max_wait=INLINE_WAIT,
-                ),
-            )
-            # Per limit: [waits in the worker, seconds waited there, runs parked].
-            counts = self.rate_limit_waits.setdefault(limit.name, [0, 0.0, 0])
-            if not reserved:
-                counts[2] += 1
-            elif wait > 0:
-                counts[0] += 1
-                counts[1] += wait
-            return reserved, wait
-
-        async def start_child(
-            workflow: str,
-            ver: str,
-            payload_json: str,
-            child_id: str,
-            concurrency: tuple[str | None, int | None],
-        ) -> str:
-            child_def = self.workflow_registry.get(workflow, ver)
-            timeout = child_def.timeout if child_def is not None else None
-            trace = _tracing.trace_carrier()  # the child's executions join this trace
-            return await self._retrying(
-                "start child",
-                lambda: store.start_run(
-                    workflow,
-                    ver,
-                    payload_json,
-                    run_id=child_id,
-                    parent_id=taken.id,
-                    timeout=timeout,
-                    trace=trace,
-                    concurrency_key=concurrency[0],
-                    concurrency_limit=concurrency[1],
-                ),
-            )
-
-        ctx = WorkflowContext(
-            run_id=taken.id,
-            workflow=taken.workflow,
-            version=taken.version,
-            attempt=len(taken.errors) + 1,
-            memo=taken.tasks,
-            record_task=record_task,
-            inline_retry_max_delay=self.inline_retry_max_delay,
-            max_result_bytes=self.max_result_bytes,
-            events=taken.events,
-            now_ms=taken.now_ms,
-            start_child=start_child,
-            get_run=store.get_run,
-            set_attributes=set_attributes,
-            task_attempt=task_attempt,
-            acquire_rate=acquire_rate,
-            codecs=self.client.codecs,
-            flush_soon=self._flush_soon,
-        )
+        ctx = workflow_context(self, store, taken)
         deadline = taken.deadline_ms
         timed_out = False
         result_json = "null"
