@@ -358,16 +358,9 @@ class ResumeSchedule(Binding):
 class TriggerSchedule(Binding):
     KEYS = ("schedules", "last_run", "run", "stream", "runs")
     ARGV = (
-        "schedule",
-        "id",
-        "workflow",
-        "version",
-        "payload",
-        "timeout_ms",
-        "priority",
-        "concurrency_key",
-        "concurrency_limit",
-    )
+        "schedule", "id", "workflow", "version", "payload", "timeout_ms", "priority",
+        "concurrency_key", "concurrency_limit",
+    )  # fmt: skip
     schedules: str
     last_run: str
     run: str
