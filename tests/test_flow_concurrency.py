@@ -420,3 +420,22 @@ async def test_a_waiting_run_holds_no_worker_slot(
         await holder.cancel("done")
         await _status_is(waiter, "awaiting_event")
         await waiter.cancel("done")
+
+
+async def test_a_paused_waiting_run_is_passed_over_and_lines_up_again_when_resumed(
+    client: aiki.Client, running_worker: Any, redis_url: str
+) -> None:
+    async with running_worker(client, per_customer):
+        holder = await per_customer_v1.start(client, {"customer": "p", "n": 1})
+        await _status_is(holder, "awaiting_event")
+        paused = await per_customer_v1.start(client, {"customer": "p", "n": 2, "wait": False})
+        later = await per_customer_v1.start(client, {"customer": "p", "n": 3})
+        assert await paused.pause() == "paused"
+        await holder.send_event("go")
+        await _status_is(later, "awaiting_event")  # the paused one was passed over
+        assert await paused.status() == "paused"
+        assert await paused.resume() == "queued"
+        await _status_is(paused, "awaiting_concurrency")  # later holds the key now
+        await later.send_event("go")
+        assert await paused.wait_for_completion(timeout=20) == 2
+        assert await _holders(redis_url, holder, "p") == set()
