@@ -388,3 +388,54 @@ async def test_schedules_start_runs_under_the_limit(
         with pytest.raises(aiki.ConfigurationError) as refused:
             await unlimited_v1.schedule(client, "s", {}, every=60, concurrency_key="a")
         assert refused.value.field == "concurrency_key"
+
+
+async def test_a_key_with_a_long_line_does_not_delay_another_key(
+    client: aiki.Client, running_worker: Any
+) -> None:
+    async with running_worker(client, per_customer, max_concurrent_workflow_runs=10):
+        crowd = await per_customer_v1.start_many(
+            client, [{"customer": "crowded", "n": i, "wait": False} for i in range(300)]
+        )
+        alone = await per_customer_v1.start(client, {"customer": "alone", "n": -1, "wait": False})
+        assert await alone.wait_for_completion(timeout=20) == -1
+        done = [await h.status() for h in crowd].count("completed")
+        # Only admitted runs reach the stream: "alone" went past the crowd's line.
+        assert done < 30, f"{done} of the crowded key's runs went first"
+        for h in crowd:
+            await h.wait_for_completion(timeout=60)
+
+
+async def test_a_waiting_run_holds_no_worker_slot(
+    client: aiki.Client, running_worker: Any
+) -> None:
+    async with running_worker(client, per_customer, unlimited, max_concurrent_workflow_runs=1):
+        holder = await per_customer_v1.start(client, {"customer": "s", "n": 1})
+        await _status_is(holder, "awaiting_event")
+        waiter = await per_customer_v1.start(client, {"customer": "s", "n": 2})
+        assert await waiter.status() == "awaiting_concurrency"
+        # The one slot is free: another workflow runs meanwhile.
+        assert await (await unlimited_v1.start(client, {})).wait_for_completion(20) == "plain"
+        assert await waiter.status() == "awaiting_concurrency"
+        await holder.cancel("done")
+        await _status_is(waiter, "awaiting_event")
+        await waiter.cancel("done")
+
+
+async def test_a_paused_waiting_run_is_passed_over_and_lines_up_again_when_resumed(
+    client: aiki.Client, running_worker: Any, redis_url: str
+) -> None:
+    async with running_worker(client, per_customer):
+        holder = await per_customer_v1.start(client, {"customer": "p", "n": 1})
+        await _status_is(holder, "awaiting_event")
+        paused = await per_customer_v1.start(client, {"customer": "p", "n": 2, "wait": False})
+        later = await per_customer_v1.start(client, {"customer": "p", "n": 3})
+        assert await paused.pause() == "paused"
+        await holder.send_event("go")
+        await _status_is(later, "awaiting_event")  # the paused one was passed over
+        assert await paused.status() == "paused"
+        assert await paused.resume() == "queued"
+        await _status_is(paused, "awaiting_concurrency")  # later holds the key now
+        await later.send_event("go")
+        assert await paused.wait_for_completion(timeout=20) == 2
+        assert await _holders(redis_url, holder, "p") == set()
