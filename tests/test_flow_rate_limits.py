@@ -1,7 +1,8 @@
 """Rate limits (``aiki.RateLimit``, docs/flow-control.md) across real worker processes.
 
-The tasks log each call's wall-clock time in Redis (one machine: one clock); the
-checks count calls per 1-second window, never how long anything took.
+The tasks log when the limit let each call go (``task_context().rate_limit_granted_at``,
+Redis's clock); the checks count calls per 1-second window, never how long anything
+took.
 """
 
 from __future__ import annotations

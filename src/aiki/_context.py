@@ -37,7 +37,7 @@ log = logging.getLogger("aiki.worker")
 
 RecordTask = Callable[[str, dict[str, Any]], Awaitable[None]]
 TaskAttempt = Callable[[str, dict[str, Any], int | None], Awaitable[None]]
-AcquireRate = Callable[[RateLimit, str | None, int], Awaitable[tuple[bool, float]]]
+AcquireRate = Callable[[RateLimit, str | None, int], Awaitable[tuple[bool, float, float]]]
 #: (workflow, version, payload JSON, child id, (concurrency key, limit)) -> child id
 StartChild = Callable[[str, str, str, str, tuple[str | None, int | None]], Awaitable[str]]
 GetRun = Callable[[str], Awaitable[Any]]

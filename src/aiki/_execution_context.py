@@ -47,9 +47,11 @@ def workflow_context(executor: Executor, store: Store, taken: TakenRun) -> Workf
         except ScriptRefused as refused:
             raise _StaleExecution(str(refused)) from None
 
-    async def acquire_rate(limit: RateLimit, key: str | None, cost: int) -> tuple[bool, float]:
+    async def acquire_rate(
+        limit: RateLimit, key: str | None, cost: int
+    ) -> tuple[bool, float, float]:
         assert limit.name is not None
-        reserved, wait = await executor._retrying(
+        reserved, wait, granted = await executor._retrying(
             "acquire rate limit",
             lambda: store.acquire_rate(
                 limit.name or "",
@@ -67,7 +69,7 @@ def workflow_context(executor: Executor, store: Store, taken: TakenRun) -> Workf
         elif wait > 0:
             counts[0] += 1
             counts[1] += wait
-        return reserved, wait
+        return reserved, wait, granted
 
     async def start_child(
         workflow: str,

@@ -38,6 +38,11 @@ class TaskContext:
     address: str
     attempt: int = 1
     last_heartbeat: Any = None  # details of an earlier attempt's last heartbeat
+    rate_limit_granted_at: float | None = None
+    """When the task's rate limits let this attempt go (seconds since the epoch, Redis's
+    clock; the latest if it has several), None without limits. The moment the limit
+    counted, whatever the worker's scheduling delay before the code ran: what to log
+    to check a limit from outside."""
     _beat: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
 
     @property

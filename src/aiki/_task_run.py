@@ -177,15 +177,18 @@ async def _take_units(
     payload: Any,
     address: str,
     errors: list[dict[str, Any]],
-) -> None:
+) -> float | None:
     """Take this attempt's units from each of the task's rate limits (see
-    :mod:`aiki._rate_limit`): wait a short while here, or park the run."""
+    :mod:`aiki._rate_limit`): wait a short while here, or park the run. Returns when
+    the last limit granted them (seconds since the epoch, Redis's clock)."""
     if ctx._acquire_rate is None:
-        return
+        return None
+    last: float | None = None
     for limit in task.rate_limits:
         key, cost = limit.key_of(payload), limit.cost_of(payload)
-        reserved, wait = await ctx._acquire_rate(limit, key, cost)
+        reserved, wait, granted = await ctx._acquire_rate(limit, key, cost)
         if reserved:
+            last = granted if last is None else max(last, granted)
             if wait > 0:
                 await trio.sleep(wait)
             continue
@@ -198,6 +201,7 @@ async def _take_units(
             await ctx._record_task(address, record)
             ctx._memo[address] = record
         raise Suspend("awaiting_rate_limit", now + int(park_for(wait) * 1000))
+    return last
 
 
 async def run_task(ctx: WorkflowContext, task: Task[Any], payload: Any) -> Any:
@@ -244,14 +248,16 @@ async def run_task(ctx: WorkflowContext, task: Task[Any], payload: Any) -> Any:
             result_json = None
             record.update(started_at=ctx.now_ms(), ended_at=ctx.now_ms())
         else:
+            granted = None
             if task.rate_limits:
-                await _take_units(ctx, task, payload, address, errors)
+                granted = await _take_units(ctx, task, payload, address, errors)
             ctx.executed_tasks += 1
             started = ctx.now_ms()  # Redis's clock, as the retry's timer fires on
             guard = _Attempt(ctx, task, address) if guarded else None
             details = ctx._codecs.unwrap((heartbeat or {}).get("details"))
             context = TaskContext(ctx.run_id, ctx.workflow, ctx.version, task.name, address,
-                                  attempt, details, guard.beat if guard else None)  # fmt: skip
+                                  attempt, details, granted,
+                                  guard.beat if guard else None)  # fmt: skip
             with _tracing.task_span(task.name, address, attempt) as span:
                 token = _current_task.set(context)
                 try:

@@ -22,10 +22,12 @@ class FlowOps(StoreBase):
         burst: int,
         cost: int,
         max_wait: float,
-    ) -> tuple[bool, float]:
+    ) -> tuple[bool, float, float]:
         """Take ``cost`` units of the rate limit ``name`` (``key``): ``(True, seconds to
-        wait before the call)`` when reserved (a wait of at most ``max_wait``), else
-        ``(False, seconds until they would be free)`` and nothing is taken."""
+        wait before the call, when the call may go)`` when reserved (a wait of at most
+        ``max_wait``), else ``(False, seconds until they would be free, when)`` and
+        nothing is taken. "When" is in seconds since the epoch on Redis's clock: the
+        moment the limit grants, whatever the caller's own scheduling delays."""
         reply = await AcquireRate(
             bucket=self.keys.rate_limit(name, key),
             interval=repr(float(interval_ms)),
@@ -33,4 +35,4 @@ class FlowOps(StoreBase):
             cost=cost,
             max_wait=repr(float(max_wait) * 1000),
         ).call(self.redis)
-        return int(reply[0]) == 1, float(text(reply[1])) / 1000
+        return int(reply[0]) == 1, float(text(reply[1])) / 1000, float(text(reply[2])) / 1000
