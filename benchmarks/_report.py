@@ -151,6 +151,20 @@ def targets(doc: Doc) -> list[dict[str, Any]]:
             10.0,
             "%",
         ),
+        (
+            "task timeout=1 s: each attempt cancelled within 1.5 s",
+            lambda: _get(doc, s, "flow_timeouts", "timeout_s_per_attempt"),
+            "<=",
+            1.5,
+            "s",
+        ),
+        (
+            "silent task retried within heartbeat_timeout (1 s) + 2 s",
+            lambda: _get(doc, s, "flow_timeouts", "heartbeat_retry_s"),
+            "<=",
+            3.0,
+            "s",
+        ),
         *_performance_goals(doc),
     ]
     out = []
@@ -237,6 +251,15 @@ def _aiki_rows(doc: Doc) -> list[list[str]]:
                 f"{r[key]['p50_ms']:.2f} / {r[key]['p99_ms']:.2f}",
             )
         add("search", "populate (engine scripts, pipelined), s", r["populate_s"], 2)
+    r = s.get("flow_timeouts")
+    if r and "timeout_s_per_attempt" in r:
+        add(
+            "flow_timeouts",
+            "task timeout=1 s: s per attempt (worst)",
+            r["timeout_s_per_attempt"],
+            2,
+        )
+        add("flow_timeouts", "lost heartbeat (1 s) -> retry, s (worst)", r["heartbeat_retry_s"], 2)
     r = s.get("latency")
     if r and "p50_ms" in r:
         add(

@@ -18,7 +18,7 @@ import aiki
 from aiki.codecs import Encryption
 
 from ._common import wait_for_stop
-from ._workflows import ALL, CONCURRENCY
+from ._workflows import ALL, CONCURRENCY, FLOW
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -32,7 +32,9 @@ async def serve(args: argparse.Namespace) -> int:
             max_concurrent_workflow_runs=args.concurrency,
             subscriber=aiki.RedisStreams(block_time=args.block_time),
         )
-        served = CONCURRENCY if os.environ.get("AIKI_BENCH_WORKFLOWS") == "concurrency" else ALL
+        served = {"concurrency": CONCURRENCY, "flow": FLOW}.get(
+            os.environ.get("AIKI_BENCH_WORKFLOWS", ""), ALL
+        )
         for wf in served:
             worker.workflow_registry.add(wf)
         async with trio.open_nursery() as nursery:

@@ -139,3 +139,35 @@ ALL = [one_task, twenty_tasks, replay_once, hundred_tasks, typed_one_task]
 # Served instead of ALL when AIKI_BENCH_WORKFLOWS=concurrency (its own streams, so the
 # other scenarios' workers read exactly what they read before).
 CONCURRENCY = [one_task, keyed_one_task, keyed_busy]
+
+
+# Flow control (#17): a task timeout cancels each attempt; a task that stops
+# heartbeating is cancelled and retried. The "flow_timeouts" scenario times both.
+@aiki.task("bench.sleepy", timeout=1.0, retry=aiki.Retry.fixed(3, 0.0))
+async def sleepy(payload: Any) -> Any:
+    await trio.sleep(10)  # each attempt is cancelled by its 1 s timeout
+    return payload  # pragma: no cover
+
+
+@aiki.task("bench.silent", heartbeat_timeout=1.0, retry=aiki.Retry.fixed(2, 0.0))
+async def silent(payload: Any) -> Any:
+    ctx = aiki.task_context()
+    if ctx.attempt == 1:
+        ctx.heartbeat({"beat": 1})
+        await trio.sleep(30)  # silent: the heartbeat deadline ends this attempt
+    return payload
+
+
+flow_timeouts = aiki.workflow("bench-flow-timeouts")
+
+
+@flow_timeouts.v("1")
+async def flow_timeouts_v1(ctx: aiki.WorkflowContext, payload: Any) -> Any:
+    try:
+        return await (silent if payload["kind"] == "heartbeat" else sleepy).start(ctx, payload)
+    except aiki.TaskFailed as failed:
+        return {"failed": failed.error_type}
+
+
+# Served instead of ALL when AIKI_BENCH_WORKFLOWS=flow.
+FLOW = [flow_timeouts]

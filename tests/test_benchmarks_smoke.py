@@ -27,6 +27,7 @@ SCENARIOS = {
     "typed",
     "search",
     "concurrency",
+    "flow_timeouts",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import (
     concurrency,
     durable,
+    flow_timeouts,
     idle,
     latency,
     memory,
@@ -32,6 +33,7 @@ SCENARIOS = {
         typed,
         search,
         concurrency,
+        flow_timeouts,
     )
 }
 
