@@ -324,7 +324,7 @@ def _aiki_rows(doc: Doc) -> list[list[str]]:
         add("roundtrips", "Redis round trips per one-task workflow", r["round_trips_per_run"], 2)
     r = s.get("redis_clients")
     if r and "glide" in r:
-        for impl in ("glide", "redis-py"):
+        for impl in ("native", "glide", "redis-py"):
             v = r.get(impl) or {}
             add(
                 "redis_clients",

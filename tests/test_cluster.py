@@ -315,6 +315,20 @@ async def test_a_backlog_on_a_cluster_is_read_and_taken_per_slot(cluster: RedisC
             assert worker.taken_with_read > 0
 
 
+async def test_the_native_client_hands_a_cluster_node_to_glide(cluster: RedisCluster) -> None:
+    """A cluster node's HELLO says ``mode: cluster``: the native implementation connects
+    through GLIDE's cluster client instead (it follows MOVED/ASK)."""
+    from aiki._redis import connect
+
+    for _ in range(2):  # the second time from what the first one learnt
+        redis = await connect(cluster.url, implementation="native")
+        try:
+            assert redis.cluster and type(redis).__name__ == "GlideRedis"
+            assert await redis.command("SET", "{a}x", "1") == "OK"
+        finally:
+            await redis.aclose()
+
+
 # -- flow control on a cluster (docs/flow-control.md) -------------------------------------
 
 flow_cluster = aiki.workflow("flow-cluster")

@@ -132,7 +132,7 @@ async def test_start_many_waits_once(valkey_aof: Valkey) -> None:
         assert barrier.rounds - before == 1
 
 
-@pytest.mark.parametrize("implementation", ["glide", "redis-py"])
+@pytest.mark.parametrize("implementation", ["glide", "native", "redis-py"])
 async def test_fsync_with_either_redis_client(valkey_aof: Valkey, implementation: str) -> None:
     async with aiki.client(
         redis_url=valkey_aof.url, durability="fsync", redis_client=implementation

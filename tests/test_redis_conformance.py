@@ -15,7 +15,7 @@ from aiki._redis import ScriptRefused, resolve_implementation
 from aiki._store import Store, TakeRefused
 from examples.order_processing import EXAMPLE_ORDER, order_processing, order_processing_v1
 
-IMPLEMENTATIONS = ["glide", "redis-py"]
+IMPLEMENTATIONS = ["glide", "native", "redis-py"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

@@ -94,7 +94,7 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServerProcess, int, Path]]:
         server.cleanup()
 
 
-@pytest.mark.parametrize("implementation", ["glide", "redis-py"])
+@pytest.mark.parametrize("implementation", ["glide", "native", "redis-py"])
 async def test_tls_redis_with_generated_ca(
     tls_redis: tuple[RedisServerProcess, int, Path], implementation: str
 ) -> None:

@@ -1,4 +1,5 @@
-"""Redis clients side by side: valkey-glide (default) and redis-py through trio-asyncio.
+"""Redis clients side by side: native (trio sockets + hiredis), valkey-glide and redis-py
+through trio-asyncio.
 
 For each implementation of Aiki's Redis module:
 
@@ -24,7 +25,7 @@ from .._common import now, self_cpu_seconds
 from .._workflows import one_task_v1
 
 NAME = "redis_clients"
-IMPLEMENTATIONS = ("glide", "redis-py")
+IMPLEMENTATIONS = ("native", "glide", "redis-py")
 
 
 async def _per_call(url: str, implementation: str, tasks: int, calls: int) -> dict[str, Any]:

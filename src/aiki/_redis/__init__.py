@@ -1,8 +1,11 @@
 """The one place that talks to Redis. Nothing else in Aiki imports a Redis library.
 
-Two implementations sit behind one small interface (``_interface.Redis``):
+Three implementations sit behind one small interface (``_interface.Redis``):
 
-* ``glide`` (default): Valkey GLIDE's async client, native on trio and asyncio.
+* ``glide`` (default): Valkey GLIDE's async client, native on trio and asyncio; the one
+  for Redis Cluster.
+* ``native``: trio sockets and hiredis's C parser, for a single Redis server under trio
+  (a cluster URL or node is handed to GLIDE's cluster client).
 * ``redis-py``: redis-py's asyncio client, through trio-asyncio under trio, for set-ups
   built on redis-py (Sentinel, custom pools).
 
@@ -20,7 +23,7 @@ from typing import Any
 from .._errors import ConfigurationError
 from ._interface import Arg, GroupMissing, Lua, Redis, RedisAddress, ScriptRefused
 
-IMPLEMENTATIONS = ("glide", "redis-py")
+IMPLEMENTATIONS = ("glide", "native", "redis-py")
 ENV_REDIS_CLIENT = "AIKI_REDIS_CLIENT"
 
 __all__ = [
@@ -63,7 +66,14 @@ async def connect(
     ``blocking=True`` marks a connection reserved for blocking reads; its
     ``request_timeout`` must exceed the longest BLOCK issued on it.
     """
-    if resolve_implementation(implementation) == "redis-py":
+    chosen = resolve_implementation(implementation)
+    if chosen == "native":
+        from . import _native
+
+        return await _native.connect(
+            url, name=name, blocking=blocking, request_timeout=request_timeout
+        )
+    if chosen == "redis-py":
         from . import _redispy
 
         return await _redispy.connect(

@@ -178,15 +178,18 @@ async def connect(
     name: str = "aiki",
     blocking: bool = False,
     request_timeout: float = 5.0,
+    cluster: bool | None = None,
 ) -> GlideRedis:
     """Open one connection to the Redis at ``url``.
 
     ``blocking=True`` marks a connection reserved for blocking reads; its
-    ``request_timeout`` must exceed the longest BLOCK issued on it.
+    ``request_timeout`` must exceed the longest BLOCK issued on it. ``cluster``: known
+    to be (or not to be) a Redis Cluster (None: the URL's option, else ask the server).
     """
     _configure_glide_logging()
     address = RedisAddress.from_url(url)
-    cluster = address.cluster
+    if cluster is None:
+        cluster = address.cluster
     if cluster is None:
         cluster = await _is_cluster(address)
     return await _open(
