@@ -21,7 +21,7 @@ GATEWAY = (SRC / "aiki" / "_store", SRC / "aiki" / "_redis")
 REDIS_METHODS = frozenset(
     {"command", "script", "batch", "subscribe", "next_message", "load_script"}
 )
-REDIS_LIBRARIES = frozenset({"glide", "redis", "valkey"})
+REDIS_LIBRARIES = frozenset({"glide", "hiredis", "redis", "valkey"})
 
 
 def _outside_gateway() -> list[Path]:

@@ -1,5 +1,5 @@
-"""The Redis interface and the store's transitions, on BOTH implementations (valkey-glide
-and redis-py through trio-asyncio): same inputs, same outcomes."""
+"""The Redis interface and the store's transitions, on EVERY implementation (native,
+valkey-glide, and redis-py through trio-asyncio): same inputs, same outcomes."""
 
 from __future__ import annotations
 
@@ -130,9 +130,14 @@ async def test_order_workflow_end_to_end(impl_client: aiki.Client) -> None:
     assert result["charged"] == 29.0 and result["units_reserved"] == 3
 
 
+async def test_native_is_the_default_under_trio(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIKI_REDIS_CLIENT", raising=False)
+    assert resolve_implementation() == "native"
+
+
 def test_implementation_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIKI_REDIS_CLIENT", raising=False)
-    assert resolve_implementation() == "glide"
+    assert resolve_implementation() == "glide"  # no trio loop running: asyncio's default
     monkeypatch.setenv("AIKI_REDIS_CLIENT", "redis-py")
     assert resolve_implementation() == "redis-py"
     assert resolve_implementation("glide") == "glide"

@@ -342,9 +342,10 @@ async def client(
     """Open a client. With ``redis_url`` it talks to Redis directly (fast path, needed
     by workers); with only ``base_url`` it goes through the server's HTTP API.
 
-    ``redis_client`` picks the Redis implementation, ``"glide"`` (default), ``"native"``
-    (trio sockets + hiredis, single Redis under trio) or ``"redis-py"`` (else
-    ``$AIKI_REDIS_CLIENT``); workers use their client's. ``api_key`` is sent as
+    ``redis_client`` picks the Redis implementation (else ``$AIKI_REDIS_CLIENT``):
+    ``"native"`` (default under trio: trio sockets + hiredis; a Redis Cluster goes
+    through GLIDE), ``"glide"`` (default under asyncio) or ``"redis-py"``; workers use
+    their client's. ``api_key`` is sent as
     ``Authorization: Bearer`` to a server that requires one.
 
     ``durability``: ``"none"`` (default, else ``$AIKI_DURABILITY``) or ``"fsync"``: starts,
