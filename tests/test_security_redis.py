@@ -104,6 +104,25 @@ async def test_tls_redis_with_generated_ca(
     assert result["charged"] == 29.0
 
 
+async def test_native_tls_connection_comes_back_after_a_restart(
+    tls_redis: tuple[RedisServerProcess, int, Path],
+) -> None:
+    import trio
+
+    from aiki._redis import connect
+
+    server, tls_port, certs = tls_redis
+    url = f"rediss://127.0.0.1:{tls_port}?ssl_ca_certs={certs / 'ca.pem'}"
+    redis = await connect(url, implementation="native")
+    try:
+        await redis.command("SET", "kept", "1")
+        await trio.to_thread.run_sync(server.restart)
+        # The idle TLS connection was closed by Redis: the next call connects again.
+        assert await redis.command("GET", "kept") == b"1"
+    finally:
+        await redis.aclose()
+
+
 async def test_tls_without_trusting_the_ca_fails(
     tls_redis: tuple[RedisServerProcess, int, Path],
 ) -> None:

@@ -118,8 +118,9 @@ class TlsTransport:
 
     tls = True
 
-    def __init__(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
+    def __init__(self, stream: trio.SSLStream[trio.SocketStream], sock: socket.socket) -> None:
         self.stream = stream
+        self.sock = sock  # the TCP socket under the TLS stream
 
     def send_some(self, data: bytes | memoryview) -> int:
         return 0
@@ -134,7 +135,14 @@ class TlsTransport:
         return bytes(data)
 
     def closed_by_peer(self) -> bool:
-        return False  # TLS may send records on an idle connection (session tickets)
+        """Only an end of stream counts: TLS may send records on an idle connection
+        (session tickets, a close_notify), and those are left to the TLS layer."""
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def close(self) -> None:
         self.stream.transport_stream.socket.close()
@@ -278,8 +286,10 @@ class Connection:
                 self._deliver(reply)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self.fail(f"connection lost: {exc}") from None
-        except hiredis.ProtocolError as exc:
-            raise self.fail(f"unreadable reply from Redis: {exc}") from None
+        except (hiredis.HiredisError, TypeError, ValueError) as exc:
+            # Not RESP, or a RESP3 map hiredis cannot build (a list as a key): the stream
+            # of replies cannot be trusted past this point.
+            raise self.fail(f"unreadable reply from Redis: {exc!r}") from None
 
     def _deliver(self, reply: Any) -> None:
         if type(reply) is PushNotification:
@@ -361,5 +371,5 @@ async def open_transport(
         except BaseException:
             tsock.close()
             raise
-        return TlsTransport(stream)
+        return TlsTransport(stream, sock)
     raise error
