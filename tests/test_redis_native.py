@@ -69,6 +69,42 @@ async def test_a_cancelled_call_leaves_its_reply_to_be_dropped(
         await redis.aclose()
 
 
+async def test_replies_stay_with_their_callers_under_random_cancellations(
+    redis_server: RedisServerProcess,
+) -> None:
+    """50 tasks share one connection; their calls are cancelled at random points (as
+    leader, as follower, between send and reply). Every reply a call does return must
+    be its own: a slot left by a cancelled call must never shift the others."""
+    import random
+
+    redis = await _native(redis_server.url)
+    rng = random.Random(7)
+    returned = 0
+    try:
+        await redis.batch([["SET", f"k{i}", f"v{i}"] for i in range(50)])
+
+        async def one(i: int) -> None:
+            nonlocal returned
+            for _ in range(40):
+                with trio.move_on_after(rng.choice([0, 0.0001, 0.0005, 0.002, 1])):
+                    if rng.random() < 0.3:
+                        replies = await redis.batch([["GET", f"k{i}"], ["ECHO", f"e{i}"]])
+                        assert replies == [f"v{i}".encode(), f"e{i}".encode()]
+                    else:
+                        assert await redis.command("GET", f"k{i}") == f"v{i}".encode()
+                    returned += 1
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for i in range(50):
+                    nursery.start_soon(one, i)
+        assert returned > 0
+        assert redis._conn is not None and redis._conn.broken is None  # never reset
+        assert await redis.command("GET", "k3") == b"v3"
+    finally:
+        await redis.aclose()
+
+
 async def test_a_request_timeout_fails_every_waiter_and_the_next_call_reconnects(
     redis_server: RedisServerProcess,
 ) -> None:
