@@ -256,3 +256,16 @@ async def test_closed_connection_refuses_calls(redis_server: RedisServerProcess)
 def test_native_is_selectable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIKI_REDIS_CLIENT", "native")
     assert resolve_implementation() == "native"
+
+
+def test_asyncio_keeps_glide_and_refuses_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    monkeypatch.delenv("AIKI_REDIS_CLIENT", raising=False)
+
+    async def under_asyncio() -> str:
+        with pytest.raises(aiki.ConfigurationError, match="under trio only"):
+            await connect("redis://127.0.0.1:1", implementation="native")
+        return resolve_implementation()
+
+    assert asyncio.run(under_asyncio()) == "glide"
