@@ -216,6 +216,16 @@ def _utf8(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode()
 
 
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or what the traceback module shows when an exception's own
+    ``__str__`` raises: a user's broken exception class must fail its run, not the
+    worker that records it."""
+    try:
+        return str(exc)
+    except Exception as broken:  # noqa: BLE001 - any error of user code
+        return f"<exception str() failed: its __str__ raised {type(broken).__name__}>"
+
+
 def error_record(exc: BaseException) -> dict[str, Any]:
     """What a run or task records about an exception: type, message and traceback text."""
     if isinstance(exc, TaskFailed):
@@ -231,7 +241,7 @@ def error_record(exc: BaseException) -> dict[str, Any]:
         return record
     plain: dict[str, Any] = {
         "type": type(exc).__qualname__,
-        "message": _utf8(str(exc)),
+        "message": _utf8(_message(exc)),
         "traceback": _utf8("".join(_traceback.format_exception(exc))),
     }
     if isinstance(exc, NonRetryableError):
