@@ -101,12 +101,7 @@ class Transport:
     def closed_by_peer(self) -> bool:
         """Whether Redis closed this idle connection (restarted, timed the client out):
         one non-blocking peek, so that the next call connects again instead of failing."""
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK) == b""
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
+        return _ended(self.sock)
 
     def close(self) -> None:
         self._tsock.close()
@@ -137,12 +132,7 @@ class TlsTransport:
     def closed_by_peer(self) -> bool:
         """Only an end of stream counts: TLS may send records on an idle connection
         (session tickets, a close_notify), and those are left to the TLS layer."""
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK) == b""
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
+        return _ended(self.sock)
 
     def close(self) -> None:
         self.stream.transport_stream.socket.close()
@@ -373,3 +363,14 @@ async def open_transport(
             raise
         return TlsTransport(stream, sock)
     raise error
+
+
+def _ended(sock: socket.socket) -> bool:
+    """Whether the peer ended this (non-blocking) socket: a peek that reads no byte, or
+    an error; data waiting, or none yet, means it is still open."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
