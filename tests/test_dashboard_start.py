@@ -70,11 +70,23 @@ def _drive(base_url: str) -> dict[str, Any]:
         editor.clear()
         editor.send_keys(json.dumps(GOOD_ITEMS))
         driver.find_element(By.ID, "field-order_id").send_keys("o-dash")  # the form
+        priority = driver.find_element(By.ID, "priority-input")
+        priority.send_keys("101")  # out of range: refused on the page, nothing started
+        driver.find_element(By.ID, "start-run").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "start-error"), "priority"))
+        seen["priority_error"] = driver.find_element(By.ID, "start-error").text
+        seen["url_after_priority_error"] = driver.current_url
+        priority.clear()
+        priority.send_keys("7")
         driver.find_element(By.ID, "start-run").click()
         wait.until(ec.url_contains("/runs/"))
         wait.until(ec.text_to_be_present_in_element((By.ID, "run-status"), "completed"))
         seen["run_url"] = driver.current_url
+        seen["run_priority"] = driver.find_element(By.ID, "run-priority").text
         _screenshot(driver, "dashboard-start-completed.png")
+        driver.get(base_url + "/")  # the runs list
+        listed = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".run-priority")))
+        seen["listed_priority"] = listed.text
         seen["console"] = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
     finally:
         driver.quit()
@@ -101,5 +113,9 @@ async def test_start_a_run_from_the_dashboard_form(module_redis: RedisServerProc
     assert "/runs/" not in seen["url_after_error"]
     assert run is not None and run.status == "completed"
     assert run.payload["order_id"] == "o-dash" and run.result["total_quantity"] == 4
+    assert "priority" in seen["priority_error"] and "101" in seen["priority_error"]
+    assert "/runs/" not in seen["url_after_priority_error"]
+    assert run.priority == 7 and seen["run_priority"].startswith("7")
+    assert seen["listed_priority"] == "priority 7"
     assert seen["console"] == [], seen["console"]
     assert (ARTIFACTS / "dashboard-start-completed.png").stat().st_size > 10_000

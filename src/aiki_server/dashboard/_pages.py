@@ -263,6 +263,7 @@ def _run_row(run: RunRecord, now: int) -> dict[str, Any]:
         "ended": run.ended,
         "error": readable(current_state().shown(run.error)),
         "reference_id": run.reference_id,
+        "priority": run.priority,
         "attributes": run.attributes,
     }
 

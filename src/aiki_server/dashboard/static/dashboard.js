@@ -299,13 +299,21 @@
         showError("payload" + (error[0] ? "." + error[0] : "") + ": " + error[1]);
         return;
       }
+      const request = { workflow: form.dataset.workflow, version: form.dataset.version, payload: payload };
+      const priorityText = document.getElementById("priority-input").value.trim();
+      if (priorityText !== "") {
+        const priority = Number(priorityText);
+        if (!Number.isInteger(priority) || priority < 0 || priority > 100) {
+          showError("priority: must be a whole number from 0 to 100, got " + priorityText);
+          return;
+        }
+        request.priority = priority;
+      }
       showError("");
       const response = await fetch(api + "/runs", {
         method: "POST",
         headers: { "Content-Type": "application/json", "Accept": "application/json" },
-        body: JSON.stringify({
-          workflow: form.dataset.workflow, version: form.dataset.version, payload: payload,
-        }),
+        body: JSON.stringify(request),
       });
       let data = null;
       try { data = await response.json(); } catch (e) { data = null; }
