@@ -244,6 +244,10 @@ async def test_start_waits_and_payload_file(stack: Stack, tmp_path: Path) -> Non
                           "--wait", "--priority", "7")  # fmt: skip
     assert "status:       completed" in shown, shown
     assert "priority:     7" in shown, shown
+    listed = await aiki_ok(stack, "runs", "list", "--workflow", "rerun-echo")
+    header, *rows = listed.splitlines()
+    assert "PRIORITY" in header.split(), listed
+    assert any(row.split()[-1] == "7" for row in rows), listed
     bad = await aiki_run("runs", "start", "rerun-echo", "1", "--priority", "101",
                          "--url", stack.url)  # fmt: skip
     assert bad.returncode == 2 and "--priority" in bad.err, bad.err

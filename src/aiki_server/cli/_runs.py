@@ -137,6 +137,10 @@ def runs_list(
             ]
         )
     headers = ["ID", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION", "ATTEMPTS", "ERROR"]
+    if any(r.get("priority") for r in runs_):  # shown only where priorities are used
+        headers.append("PRIORITY")
+        for row, r in zip(rows, runs_, strict=True):
+            row.append(str(r.get("priority") or 0))
     if any(r.get("attributes") for r in runs_):
         headers.append("ATTRIBUTES")
         for row, r in zip(rows, runs_, strict=True):
