@@ -445,10 +445,18 @@ async def test_priorities_on_a_cluster(cluster: RedisCluster) -> None:
         child_of_first = (await store.get_run(high[0].id, with_tasks=True)).tasks
         (child_id,) = [r["child_id"] for r in child_of_first.values() if r.get("child_id")][:1]
         assert (await client.get_run(child_id)).priority == 90  # inherited
-    # One read per shard in turn, each taking its shard's best: the 10 runs with a
-    # priority (and the child), even those back from a durable sleep (its timer fires
-    # within a second), come before half of the 40 without.
-    assert lows_before < 20, " ".join(RANKED_DONE)
+    # One read per shard in turn, each taking its shard's best. A high-priority run that
+    # never leaves the queue (no nap, no child) waits only for the first executions of
+    # the 8 high ones (at most) and, per shard turn, one read of each of the 3 other
+    # shards: at most 3 x 8 runs without a priority finish before the last of them.
+    # (Not "before half of the backlog": runs napping on a durable timer leave the
+    # queue, and how many low ones run meanwhile depends on when timers fire: a test
+    # once counted 22 under load.)
+    plain = [f"high-{i}" for i in (2, 4, 6)]
+    last = max(RANKED_DONE.index(label) for label in plain)
+    lows_ahead = sum(1 for label in RANKED_DONE[:last] if label.startswith("low-"))
+    assert lows_ahead <= 3 * len(high), " ".join(RANKED_DONE)
+    assert lows_before < 40, " ".join(RANKED_DONE)  # every prioritized run overtook some
     assert "cancelled" not in RANKED_DONE
 
 
