@@ -154,3 +154,36 @@ async def test_a_stopping_worker_records_the_held_task_before_it_hands_the_run_b
         await wait_until(running, what="the run executing")
     (record,) = (await _task_records(client, handle)).values()
     assert record["status"] == "completed" and record["result"] == 9
+
+
+async def test_a_failed_background_write_is_raised_at_the_codes_next_step() -> None:
+    """The executor's background write of a held record fails (the run was lost, or
+    Redis stayed away): the code's next step must raise that failure, not run on with
+    the record never written (a later replay would find a step missing)."""
+    from aiki._context import WorkflowContext
+    from aiki._outcome import _StaleExecution
+
+    written: list[str] = []
+
+    async def record_task(address: str, record: dict[str, object]) -> None:
+        written.append(address)
+        if len(written) == 1:
+            raise _StaleExecution("revision moved on")
+
+    async with trio.open_nursery() as nursery:
+        ctx = WorkflowContext(
+            run_id="r1", workflow="fused", version="1", attempt=1, memo={},
+            record_task=record_task, flush_soon=nursery.start_soon,
+        )  # fmt: skip
+        await ctx._record_completed("fused.echo:x:0", {"status": "completed", "result": 1})
+        # The code's first checkpoints: the background write runs, and fails.
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+        assert written == ["fused.echo:x:0"]
+        try:
+            await ctx.sleep("next", 0)
+        except _StaleExecution:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError("the next step ran on after the held record's write failed")
+    assert written == ["fused.echo:x:0"]  # the next step wrote nothing

@@ -26,6 +26,7 @@ from ._errors import (
     EventTimeout,
     NonDeterminismError,
 )
+from ._outcome import _StaleExecution
 from ._rate_limit import RateLimit
 from ._store import check_attributes, shard_of, with_shard
 from ._suspend import Suspend
@@ -107,7 +108,7 @@ class WorkflowContext:
         self._flush_soon = None if replay_only else flush_soon
         self._held: tuple[str, dict[str, Any]] | None = None
         self._flushing: trio.Event | None = None
-        self._flush_error: Exception | None = None
+        self._flush_error: Exception | _StaleExecution | None = None
         self._task_attempt = task_attempt
         self._acquire_rate = acquire_rate  # None: rate limits are not enforced (tests)
         self._inline_retry_max_delay = inline_retry_max_delay
@@ -215,12 +216,12 @@ class WorkflowContext:
         run; one fenced, indexed write (none when a replay sets the same values)."""
         changes = check_attributes({**(attributes or {}), **more}, allow_none=True)
         if self._set_attributes is not None and not self._replay_only and changes:
-            if self._held is not None or self._flushing is not None:
+            if self._unwritten:
                 await self.flush()
             await self._set_attributes(changes)
 
     async def _record(self, address: str, record: dict[str, Any]) -> None:
-        if self._held is not None or self._flushing is not None:
+        if self._unwritten:
             await self.flush()
         await self._record_task(address, record)
         self._memo[address] = record
@@ -238,18 +239,19 @@ class WorkflowContext:
         yields) the executor's ``flush_soon`` task writes it. So no step begins, and no
         time passes, before it is recorded; a crash in between is a crash before the
         record, as it always could be: the task runs again, as at-least-once tasks do."""
-        if (
-            self._flush_soon is None
-            or self._held is not None
-            or self._flushing is not None
-            or is_branch(self._root)
-        ):
+        if self._flush_soon is None or self._unwritten or is_branch(self._root):
             await self._record(address, record)
             return
         self._stamp(address, record)  # now: patches taken after it ride on the next step
         self._held = (address, record)
         self._memo[address] = record
         self._flush_soon(self._flush_quietly)
+
+    @property
+    def _unwritten(self) -> bool:
+        """A held record not written yet: held, on its way, or its write failed (then
+        :meth:`flush` raises why). Every next step, attribute write or park flushes first."""
+        return self._held is not None or self._flushing is not None or self._flush_error is not None
 
     def take_held(self) -> tuple[str, dict[str, Any]] | None:
         """The record held back, for the finish script to write (None if there is none,
@@ -266,7 +268,7 @@ class WorkflowContext:
             done = self._flushing = trio.Event()
             try:
                 await self._raw_record_task(address, record)
-            except Exception as exc:
+            except (Exception, _StaleExecution) as exc:  # an outage, a lost claim: kept
                 self._flush_error = exc
             except BaseException:
                 self._held = (address, record)  # cancelled mid-write: a rewrite is harmless
@@ -282,7 +284,7 @@ class WorkflowContext:
     async def _flush_quietly(self) -> None:
         """``flush`` for the executor's background task: an error is kept for the code's
         next step (or the executor) to raise, where it belongs."""
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, _StaleExecution):
             await self.flush()
 
     async def sleep(self, name: str, seconds: float) -> None:
@@ -418,7 +420,7 @@ class WorkflowContext:
         stored = self._codecs.wrap(payload)  # the address above hashed the plaintext
         payload_json = _serde.dumps(stored, what="child payload")
         _tracing.event("aiki.child_started", workflow=workflow, child_id=child_id)
-        if self._held is not None or self._flushing is not None:
+        if self._unwritten:
             await self.flush()
         await self._start_child(workflow, version, payload_json, child_id, concurrency)
         now = self.now_ms()
@@ -449,7 +451,7 @@ class WorkflowContext:
     async def _run_task(self, task: Task[Any], payload: Any) -> Any:
         from ._task_run import run_task  # it builds on this module
 
-        if self._held is not None or self._flushing is not None:
+        if self._unwritten:
             await self.flush()
         return await run_task(self, task, payload)
 
@@ -458,7 +460,7 @@ class WorkflowContext:
     ) -> None:
         """Record an attempt of a task with a deadline, keeping the deadline in Redis
         (``None``: drop it); see :mod:`aiki._task_run`."""
-        if self._held is not None or self._flushing is not None:
+        if self._unwritten:
             await self.flush()
         self._stamp(address, record)
         if self._task_attempt is None:  # no Redis deadlines here (tests, replays)
